@@ -1,0 +1,69 @@
+rule models_train_ddpm:
+    output:
+        directory(f"{R}/models/ddpm"),
+    params:
+        diffusion=config["models"]["diffusion"],
+        data=config["data"],
+        seed=config["seed"],
+        code=get_code_hash("models", "data", "seeding", "pipeline"),
+    log:
+        f"{R}/logs/models_train_ddpm.log",
+    benchmark:
+        f"{R}/benchmarks/models_train_ddpm.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=stage_resources("models")["gpu"],
+        mem_mb=stage_resources("models")["mem_mb"],
+        runtime=stage_resources("models")["runtime"],
+    script:
+        "../scripts/models_train_ddpm.py"
+
+
+rule models_train_classifier:
+    output:
+        f"{R}/models/classifier.safetensors",
+    params:
+        classifier=config["models"]["classifier"],
+        data=config["data"],
+        seed=config["seed"],
+        code=get_code_hash("models", "data", "seeding", "pipeline"),
+    log:
+        f"{R}/logs/models_train_classifier.log",
+    benchmark:
+        f"{R}/benchmarks/models_train_classifier.tsv"
+    threads: 1
+    resources:
+        gpu=stage_resources("models")["gpu"],
+        mem_mb=stage_resources("models")["mem_mb"],
+        runtime=stage_resources("models")["runtime"],
+    script:
+        "../scripts/models_train_classifier.py"
+
+
+rule models_evaluate:
+    input:
+        ddpm=get_ddpm,
+        classifier=get_classifier,
+    output:
+        table=f"{R}/tables/models.parquet",
+        plot=f"{R}/plots/model_samples.png",
+    params:
+        models=config["models"],
+        classes=config["classes"],
+        data=config["data"],
+        seed=config["seed"],
+        code=get_code_hash("models", "sampling", "data", "pipeline", "plots", "tables"),
+    log:
+        f"{R}/logs/models_evaluate.log",
+    benchmark:
+        f"{R}/benchmarks/models_evaluate.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=stage_resources("models")["gpu"],
+        mem_mb=stage_resources("models")["mem_mb"],
+        runtime=stage_resources("models")["runtime"],
+    script:
+        "../scripts/models_evaluate.py"
+
+
+FINAL_OUTPUTS.extend([f"{R}/tables/models.parquet", f"{R}/plots/model_samples.png"])

@@ -1,0 +1,3 @@
+"""diffxai: explain diffusion models timestep by timestep."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,44 @@
+"""Glue for Snakemake scripts: logging to the rule's log, threads, one-line errors.
+
+A script is::
+
+    from diffxai.jobs import run_job
+    from diffxai.pipeline import build_trajectories
+    run_job(snakemake, build_trajectories)
+
+:func:`run_job` sends ``logging`` to ``snakemake.log[0]``, sets torch's threads from the rule,
+and turns a :class:`DiffxaiError` into one line on stderr and exit status 1 (Snakemake then
+removes the job's partial outputs). Outputs are written atomically by :mod:`diffxai.tables`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from diffxai.device import set_threads
+from diffxai.errors import DiffxaiError
+
+
+def setup_logging(path: str | None) -> None:
+    handlers = [logging.FileHandler(path, mode="w")] if path else [logging.StreamHandler(sys.stderr)]
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )
+
+
+def run_job(smk, fn) -> None:
+    """Run ``fn(smk)`` as a Snakemake job (see module doc)."""
+    setup_logging(smk.log[0] if len(smk.log) else None)
+    set_threads(smk.threads)
+    log = logging.getLogger("diffxai.job")
+    started = time.time()
+    log.info("rule %s wildcards %s threads %s", smk.rule, dict(smk.wildcards), smk.threads)
+    try:
+        fn(smk)
+    except DiffxaiError as exc:
+        log.error("%s", exc)
+        print(f"diffxai error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    log.info("done in %.1fs", time.time() - started)

@@ -1,0 +1,53 @@
+"""Shared fixtures: one end-to-end run of the tiny config, reused by every stage's tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
+torch.set_num_threads(1)
+
+
+def snakemake_cmd(workdir: Path, *args: str, configfile: Path = TINY) -> list[str]:
+    """A snakemake command line running this repository's Snakefile in ``workdir``."""
+    return [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(configfile), *args,
+    ]  # fmt: skip
+
+
+def run_snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: bool = True, timeout: int = 900):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.run(
+        snakemake_cmd(workdir, *args, configfile=configfile), capture_output=True, text=True, env=env, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """Run the whole DAG on ``tests/configs/tiny.yaml`` once; returns ``results/tiny``."""
+    work = tmp_path_factory.mktemp("tiny-run")
+    run_snakemake(work, "--cores", "2")
+    return work / "results" / "tiny"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
