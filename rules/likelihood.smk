@@ -55,11 +55,12 @@ rule likelihood_plot:
         "../scripts/likelihood_plot.py"
 
 
-FINAL_OUTPUTS.extend(
-    [
-        f"{R}/tables/likelihood.parquet",
-        f"{R}/tables/critical_intervals.parquet",
-        f"{R}/plots/likelihood_by_view.png",
-        f"{R}/plots/likelihood_by_class.png",
-    ]
-)
+if "likelihood" in config["stages"]:
+    FINAL_OUTPUTS.extend(
+        [
+            f"{R}/tables/likelihood.parquet",
+            f"{R}/tables/critical_intervals.parquet",
+            f"{R}/plots/likelihood_by_view.png",
+            f"{R}/plots/likelihood_by_class.png",
+        ]
+    )

@@ -66,4 +66,5 @@ rule models_evaluate:
         "../scripts/models_evaluate.py"
 
 
-FINAL_OUTPUTS.extend([f"{R}/tables/models.parquet", f"{R}/plots/model_samples.png"])
+if "models" in config["stages"]:
+    FINAL_OUTPUTS.extend([f"{R}/tables/models.parquet", f"{R}/plots/model_samples.png"])

@@ -41,4 +41,5 @@ rule trajectories_plot:
         "../scripts/trajectories_plot.py"
 
 
-FINAL_OUTPUTS.append(f"{R}/plots/trajectories.png")
+if "trajectories" in config["stages"]:
+    FINAL_OUTPUTS.append(f"{R}/plots/trajectories.png")
