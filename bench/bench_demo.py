@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="diffxai-demo-"))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
-           "--cores", str(args.cores), "--quiet"]  # fmt: skip
+           "--configfile", str(REPO / "config" / "config.yaml"), "--cores", str(args.cores), "--quiet"]  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0

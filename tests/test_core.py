@@ -254,3 +254,33 @@ def test_tables_carry_provenance_and_arrays_roundtrip(tmp_path):
 
 def test_demo_cnn_shapes():
     assert DemoCNN(10, 1, 8)(torch.zeros(3, 1, 16, 16)).shape == (3, 10)
+
+
+def test_map_batches_halves_the_batch_on_out_of_memory(caplog):
+    x = torch.arange(40.0).view(20, 2)
+    calls = []
+
+    def fn(xb):
+        calls.append(len(xb))
+        if len(xb) > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB (injected)")
+        return xb * 2
+
+    with caplog.at_level("WARNING"):
+        out = map_batches(fn, x, batch_size=16)
+    torch.testing.assert_close(out, x * 2)
+    assert calls[:3] == [16, 8, 4] and max(calls[3:]) == 4
+    assert "halving the batch size to 8" in caplog.text and "halving the batch size to 4" in caplog.text
+    with pytest.raises(ValueError, match="boom"):
+        map_batches(lambda xb: (_ for _ in ()).throw(ValueError("boom")), x, batch_size=4)
+
+
+def test_nan_from_a_model_is_a_one_line_error():
+    from diffxai.errors import require_finite
+
+    require_finite(torch.zeros(3, 2), "m", "logits")
+    bad = torch.zeros(4, 2)
+    bad[1, 0] = float("nan")
+    bad[3, 1] = float("inf")
+    with pytest.raises(DiffxaiError, match=r"^classifier x: produced NaN/Inf logits for 2 of 4 inputs$"):
+        require_finite(bad, "classifier x", "logits")

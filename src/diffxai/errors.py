@@ -12,3 +12,16 @@ class DiffxaiError(Exception):
         self.where = where
         self.problem = problem
         super().__init__(f"{where}: {problem}")
+
+
+def require_finite(tensor, where: str, what: str) -> None:
+    """Raise a one-line :class:`DiffxaiError` if ``tensor`` holds NaN or Inf.
+
+    ``where`` names the model or file that produced it, ``what`` the quantity (e.g. "logits").
+    """
+    import torch
+
+    bad = ~torch.isfinite(tensor)
+    if bool(bad.any()):
+        n_bad = int(bad.flatten(1).any(1).sum()) if tensor.ndim > 1 else int(bad.sum())
+        raise DiffxaiError(where, f"produced NaN/Inf {what} for {n_bad} of {tensor.shape[0]} inputs")

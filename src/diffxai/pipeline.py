@@ -18,7 +18,7 @@ from diffxai import plots
 from diffxai.config import class_folder, diffusion_label
 from diffxai.data import digits_for_class, load_digits_split, load_folder, stroke_mask
 from diffxai.device import resolve_device
-from diffxai.errors import DiffxaiError
+from diffxai.errors import DiffxaiError, require_finite
 from diffxai.likelihood import classify, critical_intervals, likelihood_frame
 from diffxai.models import (
     load_classifier,
@@ -192,6 +192,9 @@ def build_trajectories(config: dict, cls_name: str, ddpm_dir: str | None, out_pa
             class_name=cls_name, label=label, guidance=tr["guidance"], x0=x0, image_ids=ids,
             sdedit_strength=tr["sdedit_strength"], batch_size=tr["batch_size"],
         )  # fmt: skip
+    for view in ("x_t", "x0_pred"):
+        if view in out:
+            require_finite(out[view].flatten(0, 2), f"diffusion model {diffusion_location(config, ddpm_dir)}", view)
     if "x0" in out and config["data"]["source"] == "digits":
         out["mask"] = stroke_mask(out["x0"])
     meta = {"class_name": cls_name, "class_index": cls["index"], "image_ids": ids, "mode": tr["mode"],
@@ -210,6 +213,7 @@ def compute_likelihood(config: dict, cls_name: str, traj_path: str, classifier_p
         n, k, s = x.shape[:3]
         started = time.time()
         logits = classify(clf, x.reshape(-1, *x.shape[3:]), config["likelihood"]["batch_size"], device)
+        require_finite(logits, f"classifier {classifier_path or config['models']['classifier'].get('arch')}", f"logits ({view})")
         log.info("%s: %d images classified in %.2fs", view, n * k * s, time.time() - started)
         frames.append(likelihood_frame(logits.view(n, k, s, -1), cls_name, cls["index"], meta["image_ids"],
                                        arrays["timesteps"].numpy(), view))  # fmt: skip
