@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -50,7 +51,7 @@ def likelihood_by_view(df: pd.DataFrame, intervals: pd.DataFrame, names: list[st
     views = list(dict.fromkeys(df["view"]))
     pal = class_palette(names)
     fig, axes = plt.subplots(1, len(views), figsize=(5.2 * len(views), 4.0), sharey=True, squeeze=False)
-    n_img, n_draw = df["image_id"].nunique(), df["draw"].nunique()
+    n_img, n_draw = df.groupby("class_name")["image_id"].nunique().max(), df["draw"].nunique()
     for ax, view in zip(axes[0], views):
         sub = df[df["view"] == view]
         sns.lineplot(data=sub, x="step", y="prob", hue="class_name", hue_order=names, palette=pal,
@@ -63,6 +64,7 @@ def likelihood_by_view(df: pd.DataFrame, intervals: pd.DataFrame, names: list[st
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylim(-0.06 - 0.025 * len(names), 1.02)
         ax.set_title(VIEW_LABEL.get(view, view))
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("step (0 = pure noise → clean)")
         ax.set_ylabel("classifier P(true class)")
     if axes[0, -1].get_legend():
@@ -90,6 +92,7 @@ def likelihood_by_class(df: pd.DataFrame, intervals: pd.DataFrame, names: list[s
                 if r["step_half"] >= 0:
                     ax.axvline(r["step_half"], color="C3", ls="--", lw=0.8)
             ax.set_ylim(0, 1.02)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.set_ylabel(f"{name}\nP(class)" if j == 0 else "")
             ax.set_xlabel("step (0 = noisiest)" if i == len(names) - 1 else "")
             if i == 0:

@@ -35,12 +35,32 @@ def source_hash(*modules: str) -> str:
     return h.hexdigest()[:16]
 
 
+EXECUTION_KEYS = {"stages", "resources"}
+
+
+def _scientific(obj):
+    if isinstance(obj, dict):
+        return {k: _scientific(v) for k, v in obj.items() if k not in EXECUTION_KEYS}
+    if isinstance(obj, list):
+        return [_scientific(v) for v in obj]
+    return obj
+
+
 def config_hash(config: dict) -> str:
-    """SHA-256 (16 hex) of the config, canonical JSON (sorted keys)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """SHA-256 (16 hex) of the config (canonical JSON, sorted keys), leaving out the keys that only
+    say how and what to run (``stages``, ``resources``), which never change a table's values."""
+    text = json.dumps(_scientific(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _version(mod: str) -> str:
+    """Installed version of ``mod``, read from package metadata (importing diffusers costs seconds)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(mod)
+    except metadata.PackageNotFoundError:
+        pass
     try:
         return __import__(mod).__version__
     except Exception:
