@@ -2,11 +2,15 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 # The library lives in src/; make it importable here and in every script's process.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
 )
 
 from diffxai.config import validate_config
@@ -30,10 +34,32 @@ wildcard_constraints:
 
 
 def stage_resources(stage):
-    """gpu / mem_mb / runtime for a network rule: the stage's own block overrides the global one."""
+    """The gpu, mem_mb and runtime of a stage's network jobs (the stage's block overrides the global one)."""
     res = dict(config["resources"])
     res.update(config.get(stage, {}).get("resources") or {})
     return res
+
+
+def all_cores(fallback=4):
+    """Threads of jobs that use the whole machine (the demo trainers): --cores when given, else
+    `fallback` (--report, --lint, cluster runs; the slurm profile's max-threads caps it).
+    """
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return fallback
+
+
+def stage_mem_mb(stage):
+    """A stage's mem_mb times the attempt, so a job retried with --retries gets more memory."""
+    base = stage_resources(stage)["mem_mb"]
+    return lambda wildcards, attempt: base * attempt
+
+
+def stage_runtime(stage):
+    """A stage's runtime (minutes) times the attempt, so a job killed at its time limit gets longer."""
+    base = stage_resources(stage)["runtime"]
+    return lambda wildcards, attempt: base * attempt
 
 
 def get_ddpm(wildcards=None):
@@ -54,7 +80,10 @@ def get_class_images(wildcards):
     from diffxai.pipeline import class_spec
 
     cls = class_spec(config, wildcards.cls)
-    return [str(p) for p in list_images(class_folder(config, cls))[: config["data"]["n_images"]]]
+    return [
+        str(p)
+        for p in list_images(class_folder(config, cls))[: config["data"]["n_images"]]
+    ]
 
 
 def get_trajectories(wildcards=None):
@@ -74,5 +103,15 @@ def get_code_hash(*modules):
 FINAL_OUTPUTS = []
 
 
+def get_report_tables(wildcards=None):
+    """Every table the workflow builds (as a target of all); the report shows each as a page."""
+    return [
+        p
+        for p in FINAL_OUTPUTS
+        if p.startswith(f"{R}/tables/") and p.endswith(".parquet")
+    ]
+
+
 def get_final_outputs():
-    return FINAL_OUTPUTS
+    """Targets of the default rule: every stage's outputs, plus the report's table pages."""
+    return FINAL_OUTPUTS + ([f"{R}/report/tables"] if get_report_tables() else [])

@@ -4,18 +4,20 @@ rule likelihood_compute:
         classifier=get_classifier,
     output:
         f"{R}/likelihood/{{cls}}.parquet",
-    params:
-        classifier=config["models"]["classifier"],
-        code=get_code_hash("likelihood", "models", "batching", "pipeline", "tables"),
     log:
         f"{R}/logs/likelihood_compute/{{cls}}.log",
     benchmark:
         f"{R}/benchmarks/likelihood_compute/{{cls}}.tsv"
+    conda:
+        "../envs/diffxai.yaml"
     threads: 1
     resources:
         gpu=stage_resources("likelihood")["gpu"],
-        mem_mb=stage_resources("likelihood")["mem_mb"],
-        runtime=stage_resources("likelihood")["runtime"],
+        mem_mb=stage_mem_mb("likelihood"),
+        runtime=stage_runtime("likelihood"),
+    params:
+        classifier=config["models"]["classifier"],
+        code=get_code_hash("likelihood", "models", "batching", "pipeline", "tables"),
     script:
         "../scripts/likelihood_compute.py"
 
@@ -26,13 +28,15 @@ rule likelihood_aggregate:
     output:
         likelihood=f"{R}/tables/likelihood.parquet",
         intervals=f"{R}/tables/critical_intervals.parquet",
-    params:
-        window=config["likelihood"]["window"],
-        code=get_code_hash("likelihood", "tables", "pipeline"),
     log:
         f"{R}/logs/likelihood_aggregate.log",
     benchmark:
         f"{R}/benchmarks/likelihood_aggregate.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    params:
+        window=config["likelihood"]["window"],
+        code=get_code_hash("likelihood", "tables", "pipeline"),
     script:
         "../scripts/likelihood_aggregate.py"
 
@@ -42,15 +46,25 @@ rule likelihood_plot:
         likelihood=f"{R}/tables/likelihood.parquet",
         intervals=f"{R}/tables/critical_intervals.parquet",
     output:
-        by_view=f"{R}/plots/likelihood_by_view.png",
-        by_class=f"{R}/plots/likelihood_by_class.png",
-    params:
-        plots=config["plots"],
-        code=get_code_hash("plots", "pipeline"),
+        by_view=report(
+            f"{R}/plots/likelihood_by_view.png",
+            caption="../report/likelihood_by_view.rst",
+            category="Likelihood",
+        ),
+        by_class=report(
+            f"{R}/plots/likelihood_by_class.png",
+            caption="../report/likelihood_by_class.rst",
+            category="Likelihood",
+        ),
     log:
         f"{R}/logs/likelihood_plot.log",
     benchmark:
         f"{R}/benchmarks/likelihood_plot.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    params:
+        plots=config["plots"],
+        code=get_code_hash("plots", "pipeline"),
     script:
         "../scripts/likelihood_plot.py"
 

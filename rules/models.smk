@@ -1,20 +1,22 @@
 rule models_train_ddpm:
     output:
         directory(f"{R}/models/ddpm"),
+    log:
+        f"{R}/logs/models_train_ddpm.log",
+    benchmark:
+        f"{R}/benchmarks/models_train_ddpm.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    threads: all_cores()
+    resources:
+        gpu=stage_resources("models")["gpu"],
+        mem_mb=stage_mem_mb("models"),
+        runtime=stage_runtime("models"),
     params:
         diffusion=config["models"]["diffusion"],
         data=config["data"],
         seed=config["seed"],
         code=get_code_hash("models", "data", "seeding", "pipeline"),
-    log:
-        f"{R}/logs/models_train_ddpm.log",
-    benchmark:
-        f"{R}/benchmarks/models_train_ddpm.tsv"
-    threads: workflow.cores
-    resources:
-        gpu=stage_resources("models")["gpu"],
-        mem_mb=stage_resources("models")["mem_mb"],
-        runtime=stage_resources("models")["runtime"],
     script:
         "../scripts/models_train_ddpm.py"
 
@@ -22,20 +24,22 @@ rule models_train_ddpm:
 rule models_train_classifier:
     output:
         f"{R}/models/classifier.safetensors",
+    log:
+        f"{R}/logs/models_train_classifier.log",
+    benchmark:
+        f"{R}/benchmarks/models_train_classifier.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    threads: 1
+    resources:
+        gpu=stage_resources("models")["gpu"],
+        mem_mb=stage_mem_mb("models"),
+        runtime=stage_runtime("models"),
     params:
         classifier=config["models"]["classifier"],
         data=config["data"],
         seed=config["seed"],
         code=get_code_hash("models", "data", "seeding", "pipeline"),
-    log:
-        f"{R}/logs/models_train_classifier.log",
-    benchmark:
-        f"{R}/benchmarks/models_train_classifier.tsv"
-    threads: 1
-    resources:
-        gpu=stage_resources("models")["gpu"],
-        mem_mb=stage_resources("models")["mem_mb"],
-        runtime=stage_resources("models")["runtime"],
     script:
         "../scripts/models_train_classifier.py"
 
@@ -46,22 +50,28 @@ rule models_evaluate:
         classifier=get_classifier,
     output:
         table=f"{R}/tables/models.parquet",
-        plot=f"{R}/plots/model_samples.png",
+        plot=report(
+            f"{R}/plots/model_samples.png",
+            caption="../report/model_samples.rst",
+            category="Models",
+        ),
+    log:
+        f"{R}/logs/models_evaluate.log",
+    benchmark:
+        f"{R}/benchmarks/models_evaluate.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    threads: all_cores()
+    resources:
+        gpu=stage_resources("models")["gpu"],
+        mem_mb=stage_mem_mb("models"),
+        runtime=stage_runtime("models"),
     params:
         models=config["models"],
         classes=config["classes"],
         data=config["data"],
         seed=config["seed"],
         code=get_code_hash("models", "sampling", "data", "pipeline", "plots", "tables"),
-    log:
-        f"{R}/logs/models_evaluate.log",
-    benchmark:
-        f"{R}/benchmarks/models_evaluate.tsv"
-    threads: workflow.cores
-    resources:
-        gpu=stage_resources("models")["gpu"],
-        mem_mb=stage_resources("models")["mem_mb"],
-        runtime=stage_resources("models")["runtime"],
     script:
         "../scripts/models_evaluate.py"
 

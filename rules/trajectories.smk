@@ -4,6 +4,17 @@ rule trajectories_build:
         images=get_class_images,
     output:
         f"{R}/trajectories/{{cls}}.safetensors",
+    log:
+        f"{R}/logs/trajectories_build/{{cls}}.log",
+    benchmark:
+        f"{R}/benchmarks/trajectories_build/{{cls}}.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    threads: 1
+    resources:
+        gpu=stage_resources("trajectories")["gpu"],
+        mem_mb=stage_mem_mb("trajectories"),
+        runtime=stage_runtime("trajectories"),
     params:
         noise=config["noise"],
         trajectories=config["trajectories"],
@@ -11,16 +22,9 @@ rule trajectories_build:
         diffusion=config["models"]["diffusion"],
         cls=lambda wc: next(c for c in config["classes"] if c["name"] == wc.cls),
         seed=config["seed"],
-        code=get_code_hash("trajectories", "noising", "sampling", "models", "data", "pipeline"),
-    log:
-        f"{R}/logs/trajectories_build/{{cls}}.log",
-    benchmark:
-        f"{R}/benchmarks/trajectories_build/{{cls}}.tsv"
-    threads: 1
-    resources:
-        gpu=stage_resources("trajectories")["gpu"],
-        mem_mb=stage_resources("trajectories")["mem_mb"],
-        runtime=stage_resources("trajectories")["runtime"],
+        code=get_code_hash(
+            "trajectories", "noising", "sampling", "models", "data", "pipeline"
+        ),
     script:
         "../scripts/trajectories_build.py"
 
@@ -29,14 +33,20 @@ rule trajectories_plot:
     input:
         get_trajectories,
     output:
-        f"{R}/plots/trajectories.png",
-    params:
-        plots=config["plots"],
-        code=get_code_hash("plots", "pipeline"),
+        report(
+            f"{R}/plots/trajectories.png",
+            caption="../report/trajectories.rst",
+            category="Trajectories",
+        ),
     log:
         f"{R}/logs/trajectories_plot.log",
     benchmark:
         f"{R}/benchmarks/trajectories_plot.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    params:
+        plots=config["plots"],
+        code=get_code_hash("plots", "pipeline"),
     script:
         "../scripts/trajectories_plot.py"
 

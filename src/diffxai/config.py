@@ -36,6 +36,14 @@ def _validator(schema: dict):
                     import copy
 
                     instance[name] = copy.deepcopy(sub["default"])
+            # Schema order, not file order: rules pass config sections as params, and Snakemake
+            # compares them by repr, so reordering keys in a config file must not rerun jobs.
+            # Keys the schema does not name (user-keyed maps such as methods) keep their order.
+            ordered = [k for k in properties if k in instance] + [k for k in instance if k not in properties]
+            if ordered != list(instance):
+                items = {k: instance[k] for k in ordered}
+                instance.clear()
+                instance.update(items)
         yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
 
     return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)

@@ -7,8 +7,9 @@ A script is::
     run_job(snakemake, build_trajectories)
 
 :func:`run_job` sends ``logging`` to ``snakemake.log[0]``, sets torch's threads from the rule,
-and turns a :class:`DiffxaiError` into one line on stderr and exit status 1 (Snakemake then
-removes the job's partial outputs). Outputs are written atomically by :mod:`diffxai.tables`.
+reserves the job's GPUs (``resources.gpu``; see :mod:`diffxai.gpu_slots`) before anything
+touches CUDA, and turns a :class:`DiffxaiError` into one line on stderr and exit status 1
+(Snakemake then removes the job's partial outputs). Outputs are written atomically by :mod:`diffxai.tables`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 
 from diffxai.device import set_threads
 from diffxai.errors import DiffxaiError
+from diffxai.gpu_slots import gpu_slots
 
 
 def setup_logging(path: str | None) -> None:
@@ -36,7 +38,8 @@ def run_job(smk, fn) -> None:
     started = time.time()
     log.info("rule %s wildcards %s threads %s", smk.rule, dict(smk.wildcards), smk.threads)
     try:
-        fn(smk)
+        with gpu_slots(int(getattr(smk.resources, "gpu", 0) or 0)):
+            fn(smk)
     except DiffxaiError as exc:
         log.error("%s", exc)
         print(f"diffxai error: {exc}", file=sys.stderr)

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from diffxai import plots
 from diffxai.config import class_folder, diffusion_label
 from diffxai.data import digits_for_class, load_digits_split, load_folder, stroke_mask
 from diffxai.device import resolve_device
@@ -153,6 +152,8 @@ def evaluate_models(config: dict, ddpm_dir: str | None, classifier_path: str | N
                               str(classifier_path or config["models"]["classifier"].get("arch")),
                               str(diffusion_location(config, ddpm_dir)))  # fmt: skip
     write_parquet(df, out_table, provenance(config, device))
+    from diffxai import plots
+
     plots.sample_grid(grid, df, out_plot, dpi=config["plots"]["dpi"])
 
 
@@ -228,6 +229,8 @@ def aggregate_likelihood(config: dict, inputs: list[str], out_likelihood: str, o
 
 
 def plot_likelihood(config: dict, likelihood: str, intervals: str, out_by_view: str, out_by_class: str) -> None:
+    from diffxai import plots
+
     df, iv = pd.read_parquet(likelihood), pd.read_parquet(intervals)
     names = [c["name"] for c in config["classes"]]
     plots.likelihood_by_view(df, iv, names, out_by_view, dpi=config["plots"]["dpi"], seed=config["seed"])
@@ -235,6 +238,8 @@ def plot_likelihood(config: dict, likelihood: str, intervals: str, out_by_view: 
 
 
 def plot_trajectories(config: dict, traj_paths: list[str], out_path: str) -> None:
+    from diffxai import plots
+
     rows = []
     for p in traj_paths:
         arrays, meta = load_arrays(p)

@@ -37,7 +37,8 @@ def ddim_sample(
         model: the denoiser.
         x_init: ``(B, C, H, W)`` start at timestep ``timesteps[0]``.
         timesteps: strictly decreasing integer timesteps, length S.
-        labels: ``(B,)`` class labels or ``None`` (unconditional branch).
+        labels: ``(B,)`` class labels, per-step labels ``(B, S)`` (label of sample b at step i),
+            or ``None`` (unconditional branch).
         guidance: classifier-free guidance weight (1 = plain conditional).
         record: also return ``x_t`` and ``x0_pred`` of shape ``(B, S, C, H, W)``.
     Returns:
@@ -55,7 +56,7 @@ def ddim_sample(
         rec_xt, rec_x0 = [], []
         for i, t in enumerate(ts):
             tt = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
-            eps = model.eps_guided(x, tt, lab, guidance)
+            eps = model.eps_guided(x, tt, lab if lab is None or lab.ndim == 1 else lab[:, i], guidance)
             a = abar[t].float()
             x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
             if clip:

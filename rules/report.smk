@@ -1,0 +1,22 @@
+rule report_tables:
+    input:
+        get_report_tables,
+    output:
+        report(
+            directory(f"{R}/report/tables"),
+            patterns=["{table}.html"],
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+    log:
+        f"{R}/logs/report_tables.log",
+    benchmark:
+        f"{R}/benchmarks/report_tables.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    params:
+        max_rows=500,
+        code=get_code_hash("report", "tables"),
+    script:
+        "../scripts/report_tables.py"

@@ -1,0 +1,15 @@
+from diffxai.jobs import run_job
+from diffxai.pipeline_components import components_aggregate
+
+run_job(
+    snakemake,
+    lambda s: components_aggregate(
+        s.config,
+        list(s.input.attribution),
+        list(s.input.editing),
+        list(s.input.counterfactual),
+        s.output.attribution,
+        s.output.editing,
+        s.output.counterfactual,
+    ),
+)

@@ -1,0 +1,17 @@
+from diffxai.jobs import run_job
+from diffxai.pipeline_components import components_concept
+
+run_job(
+    snakemake,
+    lambda s: components_concept(
+        s.config,
+        s.wildcards.concept,
+        s.input.get("ddpm") or None,
+        s.input.get("classifier") or None,
+        s.input.baseline,
+        s.output.attribution,
+        s.output.editing,
+        s.output.counterfactual,
+        s.output.arrays,
+    ),
+)

@@ -1,0 +1,18 @@
+from diffxai.jobs import run_job
+from diffxai.pipeline_components import components_plot
+
+run_job(
+    snakemake,
+    lambda s: components_plot(
+        s.config,
+        s.input.attribution,
+        s.input.editing,
+        s.input.counterfactual,
+        s.input.baseline_samples,
+        list(s.input.arrays),
+        s.output.mass,
+        s.output.editing,
+        s.output.scatter,
+        s.output.grid,
+    ),
+)

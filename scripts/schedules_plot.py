@@ -1,0 +1,19 @@
+from diffxai.jobs import run_job
+from diffxai.pipeline_schedules import plot_schedules
+
+run_job(
+    snakemake,
+    lambda s: plot_schedules(
+        s.config,
+        s.input.sampling,
+        s.input.steps,
+        s.input.distances,
+        s.input.commitment,
+        s.input.commitment_summary,
+        list(s.input.samples),
+        s.output.grid,
+        s.output.prob,
+        s.output.distances,
+        s.output.commitment,
+    ),
+)

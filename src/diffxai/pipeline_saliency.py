@@ -1,0 +1,324 @@
+"""Saliency stage drivers: DF-RISE / DF-CAM of the denoiser along its own sampling trajectory.
+
+One job per (saliency method, class or prompt) — :func:`compute_saliency`:
+
+1. sample ``saliency.n_samples`` trajectories with the class label (pixel DDPM, DDIM) or the
+   prompt (Stable Diffusion, DPM-Solver++ by default), classifier-free guidance
+   ``saliency.guidance``, recording x_t at every step (step 0 = noisiest);
+2. at each step in ``saliency.steps`` explain the denoiser (same timestep, label/prompt and
+   CFG as the sampler) with DF-RISE or DF-CAM;
+3. score every map and a random map by deletion / insertion in the denoiser's input space;
+4. write the maps (safetensors, ``maps/saliency/{method}/{cls}.safetensors``) and one table
+   row per (sample, step, layer) (``layer`` = ``all`` for the method's map; DF-CAM also one
+   row per U-Net block).
+
+:func:`aggregate_saliency` concatenates the per-job tables into ``tables/saliency_stats.parquet``;
+:func:`plot_saliency` draws the overlays, the DF-CAM per-layer grid and AUC vs step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from diffxai.config import diffusion_label
+from diffxai.device import resolve_device
+from diffxai.errors import DiffxaiError
+from diffxai.evaluation import map_statistics, random_maps
+from diffxai.noising import level_timesteps
+from diffxai.saliency import (
+    Denoiser,
+    check_eval_args,
+    check_rise_args,
+    deletion_insertion,
+    df_cam,
+    df_rise,
+    pixel_denoiser,
+    resolve_layers,
+    sd_denoiser,
+)
+from diffxai.seeding import make_generator
+from diffxai.tables import concat_parquet, load_arrays, provenance, save_arrays, write_parquet
+
+log = logging.getLogger(__name__)
+
+METHODS = ("dfrise", "dfcam")
+CONTRACT = ["class_name", "sample", "step", "timestep", "method", "layer", "entropy", "gini", "top10_mass",
+            "deletion_auc", "insertion_auc"]  # fmt: skip
+STAGE = "saliency"
+
+
+def is_sd(config: dict) -> bool:
+    return config["models"]["diffusion"].get("type", "pixel") == "stable_diffusion"
+
+
+def saliency_classes(config: dict) -> list[str]:
+    """The classes / prompts the stage explains (``saliency.classes``, default all)."""
+    chosen = config["saliency"].get("classes")
+    return list(chosen) if chosen else [c["name"] for c in config["classes"]]
+
+
+def class_prompt(cls: dict) -> str:
+    """A class's text prompt (default ``"an image of a <name>"`` with ``_`` as spaces)."""
+    return cls.get("prompt") or f"an image of a {cls['name'].replace('_', ' ')}"
+
+
+def check_saliency_config(config: dict) -> None:
+    """Up-front checks the schema cannot express; one-line :class:`DiffxaiError`."""
+    s = config["saliency"]
+    names = [c["name"] for c in config["classes"]]
+    for i, name in enumerate(s.get("classes") or []):
+        if name not in names:
+            raise DiffxaiError(f"config.saliency.classes[{i}]", f"unknown class {name!r} (config.classes has {names})")
+    n = s["sampling_steps"]
+    for i, step in enumerate(s["steps"]):
+        if not 0 <= int(step) < n:
+            raise DiffxaiError(f"config.saliency.steps[{i}]", f"step {step} is outside the {n}-step schedule (0..{n - 1})")
+    r, e = s["rise"], s["evaluation"]
+    check_rise_args(r["n_masks"], r["p"], r["mask"], r["grid_size"], r["batch_size"])
+    check_eval_args(e["n_points"], e["score"], e["target"])
+    if not is_sd(config) and s["guidance"] < 0:
+        raise DiffxaiError("config.saliency.guidance", f"{s['guidance']} must be >= 0")
+    if is_sd(config) and not config["models"]["diffusion"].get("id"):
+        raise DiffxaiError("config.models.diffusion.id", "Stable Diffusion needs a hub id or local pipeline directory")
+
+
+# --------------------------------------------------------------------------------------------
+# Trajectories: what is explained
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Explained:
+    """The states one job explains (``n`` samples, ``k`` selected steps).
+
+    ``x_t`` ``(n, k, C, H, W)``: the denoiser's input at each selected step (pixels or latents);
+    ``next`` ``(n, k, C, H, W)``: the state the sampler produced from it (the authors' code
+    variant compares against it); ``display`` ``(n, k, C', H', W')``: the step's x̂0 as an image
+    in [-1, 1] (decoded for SD); ``final`` ``(n, C', H', W')``: the generated images;
+    ``timesteps`` ``(k,)``; ``denoiser(j)``: the :class:`Denoiser` of selected step j;
+    ``module``: the U-Net.
+    """
+
+    x_t: torch.Tensor
+    next: torch.Tensor
+    display: torch.Tensor
+    final: torch.Tensor
+    timesteps: list[int]
+    all_timesteps: list[int]
+    denoiser: Callable[[int], Denoiser]
+    module: torch.nn.Module
+    prompt: str | None = None
+
+
+def _pixel_trajectory(config: dict, cls: dict, ddpm_dir: str | None, device, check) -> Explained:
+    from diffxai.models import load_diffusion
+    from diffxai.pipeline import diffusion_location
+    from diffxai.sampling import ddim_sample, seeded_noise
+
+    s = config["saliency"]
+    model = load_diffusion(diffusion_location(config, ddpm_dir), device)
+    check(model.unet)
+    steps = [int(v) for v in s["steps"]]
+    ts = level_timesteps(model.num_train_timesteps, s["sampling_steps"])
+    label = diffusion_label(cls) if model.conditional else None
+    cfg_u = model.unet.config
+    size = cfg_u.sample_size if isinstance(cfg_u.sample_size, int) else cfg_u.sample_size[0]
+    shape = (cfg_u.in_channels, size, size)
+    n = s["n_samples"]
+    x_init = seeded_noise(shape, [make_generator(config["seed"], STAGE, cls["name"], i) for i in range(n)])
+    labels = None if label is None else torch.full((n,), label, dtype=torch.long)
+    res = ddim_sample(model, x_init, ts, labels, s["guidance"], record=True)
+    x_all = torch.cat([res["x_t"], res["sample"][:, None]], 1)  # n, S+1, ...
+
+    def denoiser(j: int) -> Denoiser:
+        i = steps[j]
+        t_next = int(ts[i + 1]) if i + 1 < len(ts) else None
+        return pixel_denoiser(model, int(ts[i]), label, s["guidance"], t_next=t_next, clip_x0=True)
+
+    return Explained(
+        x_t=res["x_t"][:, steps], next=x_all[:, [i + 1 for i in steps]], display=res["x0_pred"][:, steps],
+        final=res["sample"], timesteps=[int(ts[i]) for i in steps], all_timesteps=[int(t) for t in ts],
+        denoiser=denoiser, module=model.unet,
+    )  # fmt: skip
+
+
+def sd_dtype(config: dict, device) -> torch.dtype:
+    name = config["saliency"]["dtype"]
+    if name == "auto":
+        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def _sd_trajectory(config: dict, cls: dict, device, check) -> Explained:
+    from diffxai.sd import load_sd, sd_sample
+
+    s = config["saliency"]
+    model = load_sd(config["models"]["diffusion"]["id"], device, sd_dtype(config, device))
+    check(model.unet)
+    steps = [int(v) for v in s["steps"]]
+    prompt = class_prompt(cls)
+    n = s["n_samples"]
+    size = s.get("image_size")
+    res = sd_sample(model, [prompt] * n, n_steps=s["sampling_steps"], guidance=s["guidance"], seed=config["seed"],
+                    stage=STAGE, keys=[(cls["name"], i) for i in range(n)], scheduler=s["scheduler"], record=True,
+                    batch_size=min(n, 8), negative_prompt=s["negative_prompt"], height=size, width=size)  # fmt: skip
+    ts = [int(t) for t in res["timesteps"]]
+    if len(ts) != s["sampling_steps"]:
+        raise DiffxaiError("config.saliency.sampling_steps", f"the scheduler made {len(ts)} steps, not {s['sampling_steps']}")
+    x_all = torch.cat([res["x_t"], res["latents"][:, None]], 1)
+    with torch.no_grad():
+        cond = model.encode_prompts([prompt])
+        uncond = model.encode_prompts([s["negative_prompt"]])
+        x0 = res["x0_pred"][:, steps]
+        display = torch.cat([model.decode(z.to(device)).float().cpu() for z in x0.reshape(-1, *x0.shape[2:]).split(8)])
+    display = display.view(n, len(steps), *display.shape[1:])
+
+    def denoiser(j: int) -> Denoiser:
+        i = steps[j]
+        t_next = ts[i + 1] if i + 1 < len(ts) else None
+        return sd_denoiser(model, ts[i], cond, uncond, s["guidance"], t_next=t_next)
+
+    return Explained(
+        x_t=res["x_t"][:, steps], next=x_all[:, [i + 1 for i in steps]], display=display, final=res["images"],
+        timesteps=[ts[i] for i in steps], all_timesteps=ts, denoiser=denoiser, module=model.unet, prompt=prompt,
+    )  # fmt: skip
+
+
+def explained_states(config: dict, cls: dict, ddpm_dir: str | None, device, check=lambda unet: None) -> Explained:
+    """Load the model, run ``check(unet)`` (e.g. layer-name validation) before any sampling, then
+    sample the class's trajectories and return the states to explain."""
+    if is_sd(config):
+        return _sd_trajectory(config, cls, device, check)
+    return _pixel_trajectory(config, cls, ddpm_dir, device, check)
+
+
+# --------------------------------------------------------------------------------------------
+# The job
+# --------------------------------------------------------------------------------------------
+
+
+def _stat_rows(maps: torch.Tensor, base: list[dict], layer: str) -> list[dict]:
+    st = map_statistics(maps)
+    return [
+        dict(row, layer=layer, entropy=float(st["entropy"][i]), gini=float(st["gini"][i]),
+             top10_mass=float(st["top10_mass"][i]))  # fmt: skip
+        for i, row in enumerate(base)
+    ]
+
+
+def compute_saliency(config: dict, method: str, cls_name: str, ddpm_dir: str | None, out_maps: str, out_table: str) -> None:
+    """One (method, class) job; see the module doc."""
+    from diffxai.pipeline import class_spec
+
+    if method not in METHODS:
+        raise DiffxaiError("saliency", f"unknown saliency method {method!r} (use one of {', '.join(METHODS)})")
+    check_saliency_config(config)
+    cls = class_spec(config, cls_name)
+    s, seed = config["saliency"], config["seed"]
+    r, ev = s["rise"], s["evaluation"]
+    device = resolve_device(config["device"])
+    started = time.time()
+    layers: list[str] = []
+
+    def check(unet) -> None:  # unknown layer names fail before any sampling
+        if method == "dfcam":
+            layers.extend(resolve_layers(unet, s["cam"]["layers"]))
+
+    ex = explained_states(config, cls, ddpm_dir, device, check)
+    log.info("%s %s: %d samples x %d steps sampled in %.1fs", method, cls_name, ex.x_t.shape[0], ex.x_t.shape[1],
+             time.time() - started)  # fmt: skip
+    n, k = ex.x_t.shape[:2]
+    size = tuple(ex.x_t.shape[-2:])
+    maps = torch.zeros(n, k, *size)
+    layer_maps = torch.zeros(n, k, len(layers), *size) if layers else None
+    used = torch.zeros(n, k, dtype=torch.long)
+    curves = {key: torch.zeros(n, k, ev["n_points"]) for key in
+              ("deletion_curve", "insertion_curve", "random_deletion_curve", "random_insertion_curve")}  # fmt: skip
+    rows: list[dict] = []
+    eval_kw = dict(n_points=ev["n_points"], score=ev["score"], target=ev["target"], blur_kernel=ev["blur_kernel"],
+                   blur_sigma=ev["blur_sigma"], data_range=ev["data_range"], batch_size=ev["batch_size"])  # fmt: skip
+    for j, t in enumerate(ex.timesteps):
+        step = int(s["steps"][j])
+        den = ex.denoiser(j)
+        x = ex.x_t[:, j]
+        t0 = time.time()
+        if method == "dfrise":
+            for i in range(n):
+                g = make_generator(seed, STAGE, "dfrise", cls_name, i, step, device=device)
+                ref = ex.next[i, j] if r["reference"] == "next" else None
+                res = df_rise(den, x[i], generator=g, n_masks=r["n_masks"], p=r["p"], mask=r["mask"],
+                              grid_size=r["grid_size"], batch_size=r["batch_size"], reference=ref,
+                              early_stop_tol=r["early_stop_tol"], check_every=r["check_every"],
+                              estimator=r["estimator"])  # fmt: skip
+                maps[i, j], used[i, j] = res.map, res.n_masks_used
+        else:
+            res = df_cam(den, x, layers)
+            maps[:, j], layer_maps[:, j] = res.map, res.layer_maps
+        t_map = time.time() - t0
+        rnd = random_maps(size, [make_generator(seed, STAGE, "random", cls_name, i, step) for i in range(n)])
+        di = deletion_insertion(den, torch.cat([x, x]), torch.cat([maps[:, j], rnd]), **eval_kw)
+        for key in ("deletion", "insertion"):
+            curves[f"{key}_curve"][:, j] = di[f"{key}_curve"][:n]
+            curves[f"random_{key}_curve"][:, j] = di[f"{key}_curve"][n:]
+        base = [
+            dict(class_name=cls_name, sample=i, step=step, timestep=int(t), method=method,
+                 deletion_auc=float(di["deletion_auc"][i]), insertion_auc=float(di["insertion_auc"][i]),
+                 random_deletion_auc=float(di["deletion_auc"][n + i]), random_insertion_auc=float(di["insertion_auc"][n + i]),
+                 n_masks_used=int(used[i, j]) if method == "dfrise" else 0, seconds=t_map / n)  # fmt: skip
+            for i in range(n)
+        ]
+        rows += _stat_rows(maps[:, j], base, "all")
+        if layers:
+            lm = layer_maps[:, j]  # n, L, H, W
+            per = None
+            if ev["per_layer"]:
+                flat = lm.reshape(-1, *size)
+                per = deletion_insertion(den, x.repeat_interleave(len(layers), 0), flat, **eval_kw)
+            for li, name in enumerate(layers):
+                lb = [dict(b) for b in base]
+                for i, b in enumerate(lb):
+                    b.update(deletion_auc=float(per["deletion_auc"][i * len(layers) + li]) if per else float("nan"),
+                             insertion_auc=float(per["insertion_auc"][i * len(layers) + li]) if per else float("nan"))  # fmt: skip
+                rows += _stat_rows(lm[:, li], lb, name)
+        log.info("step %d (t=%d): %s maps in %.2fs, evaluation done at %.1fs", step, t, method, t_map, time.time() - t0)
+    df = pd.DataFrame(rows)
+    df["prompt"] = ex.prompt
+    df["model_type"] = "stable_diffusion" if is_sd(config) else "pixel"
+    df["guidance"] = float(s["guidance"])
+    df["eval_score"], df["eval_target"] = ev["score"], ev["target"]
+    df = df[CONTRACT + [c for c in df.columns if c not in CONTRACT]]
+    arrays = {"maps": maps, "x_t": ex.x_t, "display": ex.display, "final": ex.final,
+              "timesteps": torch.as_tensor(ex.timesteps), "steps": torch.as_tensor([int(v) for v in s["steps"]]),
+              **curves}  # fmt: skip
+    if method == "dfrise":
+        arrays["n_masks_used"] = used
+    if layers:
+        arrays["layer_maps"] = layer_maps
+    meta = {"class_name": cls_name, "method": method, "prompt": ex.prompt, "layers": layers,
+            "all_timesteps": ex.all_timesteps, "model_type": df["model_type"].iloc[0],
+            "layout": "maps: (n samples, k steps, H, W); layer_maps: (n, k, L, H, W); x_t: (n, k, C, H, W)"}  # fmt: skip
+    prov = provenance(config, device)
+    save_arrays(out_maps, arrays, meta)
+    write_parquet(df, out_table, prov)
+    log.info("%s %s done in %.1fs", method, cls_name, time.time() - started)
+
+
+def aggregate_saliency(config: dict, inputs: list[str], out_path: str) -> None:
+    write_parquet(concat_parquet(inputs), out_path, provenance(config, resolve_device(config["device"])))
+
+
+def plot_saliency(config: dict, table: str, map_paths: list[str], out_overlays: str, out_layers: str, out_auc: str) -> None:
+    from diffxai import plots_saliency
+
+    df = pd.read_parquet(table)
+    loaded = [load_arrays(p) for p in map_paths]
+    dpi = config["plots"]["dpi"]
+    plots_saliency.overlays(loaded, out_overlays, dpi=dpi)
+    plots_saliency.cam_layers([x for x in loaded if x[1]["method"] == "dfcam"], out_layers, dpi=dpi)
+    plots_saliency.auc_vs_step(df, out_auc, dpi=dpi, seed=config["seed"])

@@ -1,0 +1,357 @@
+"""Attribution stage: known-answer maps, batched = per-image parity, config errors, drivers, e2e tables."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+
+from diffxai.attribution import (
+    POSTER_METHODS,
+    MapAttributor,
+    attribute_kwargs,
+    attribute_reference,
+    build_method,
+    build_methods,
+    parameter_layers,
+    randomise_layer,
+    reduce_channels,
+)
+from diffxai.errors import DiffxaiError
+from diffxai.models import Classifier, DemoCNN
+
+torch.set_num_threads(1)
+
+PATCH = (slice(4, 8), slice(9, 13))  # rows, cols of the patch class 1 reads
+
+
+class PatchModel(nn.Module):
+    """Three logits; logit k reads only patch k (class 1: rows 4-7, cols 9-12), through a ReLU."""
+
+    def __init__(self, size=16):
+        super().__init__()
+        w = torch.zeros(3, 1, size, size)
+        w[0, :, 0:4, 0:4] = 1.0
+        w[1, :, PATCH[0], PATCH[1]] = 2.0
+        w[2, :, 12:16, 0:4] = 1.0
+        self.register_buffer("w", w)
+        self.bias = nn.Parameter(torch.zeros(3))
+
+    def forward(self, x):
+        return torch.relu((x[:, None] * self.w[None]).flatten(2).sum(-1)) + self.bias
+
+
+def _patch_share(maps: torch.Tensor) -> torch.Tensor:
+    a = reduce_channels(maps).abs()
+    return a[:, PATCH[0], PATCH[1]].flatten(1).sum(1) / a.flatten(1).sum(1)
+
+
+def _images(n=5, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.2 + 0.8 * torch.rand(n, 1, size, size, generator=g)
+
+
+def _seeds(n, base=11):
+    return [base * 1_000_003 + i * 7919 for i in range(n)]
+
+
+EXTRA_METHODS = {
+    "saliency": {"captum": "Saliency", "attribute": {"abs": False}},
+    "smoothgrad": {"captum": "Saliency", "attribute": {"abs": False},
+                   "noise_tunnel": {"nt_type": "smoothgrad", "nt_samples": 4, "stdevs": 0.01}},
+    "inputxgrad": {"captum": "InputXGradient"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(POSTER_METHODS) + list(EXTRA_METHODS))
+def test_toy_model_mass_in_patch(name):
+    """A logit that reads one patch: every method puts (nearly) all its mass there."""
+    spec = build_method(name, {**POSTER_METHODS, **EXTRA_METHODS}[name])
+    x = _images()
+    maps = MapAttributor(PatchModel(), spec).attribute(x, 1, _seeds(len(x)), batch_size=2)
+    assert maps.shape == x.shape
+    share = _patch_share(maps)
+    assert (share > 0.99).all(), (name, share)
+    pos = reduce_channels(maps)
+    assert (pos[:, PATCH[0], PATCH[1]] > 0).all()  # the patch raises the logit
+
+
+def test_toy_model_wide_occlusion_points_at_patch():
+    """A 3x3 occlusion window smears attribution past the patch edge, but the peak and most of
+    the positive mass stay inside."""
+    spec = build_method("occ3", {"captum": "Occlusion",
+                                 "attribute": {"sliding_window_shapes": ["C", 3, 3], "strides": ["C", 1, 1]}})  # fmt: skip
+    maps = reduce_channels(MapAttributor(PatchModel(), spec).attribute(_images(), 1))
+    flat = maps.flatten(1).argmax(1)
+    rows, cols = flat // 16, flat % 16
+    assert ((rows >= 4) & (rows < 8) & (cols >= 9) & (cols < 13)).all()
+    assert (_patch_share(maps[:, None]) > 0.5).all()
+
+
+def _cnn(seed=0, channels=1, width=8):
+    torch.manual_seed(seed)
+    net = DemoCNN(10, channels, width)
+    for p in net.parameters():  # larger weights so logits are far from zero (relative errors meaningful)
+        p.data.mul_(2.0)
+    return Classifier(net).eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("name", list(POSTER_METHODS) + ["saliency", "inputxgrad"])
+@pytest.mark.parametrize("channels, dtype, tol", [(1, torch.float64, 1e-5), (3, torch.float64, 1e-5), (1, torch.float32, 1e-4)])
+def test_batched_equals_one_image_per_call(name, channels, dtype, tol):
+    """The batched maps equal Captum called on one image at a time: within 1e-5 of the map's
+    scale in float64. In float32, batched convolutions round differently from single-image
+    ones; Occlusion subtracts logits, so that rounding (~1e-7 of the logits) shows at ~1e-5 of
+    the map scale: float32 is checked at 1e-4."""
+    spec = build_method(name, {**POSTER_METHODS, **EXTRA_METHODS}[name])
+    model = _cnn(channels=channels).to(dtype)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(7, channels, 16, 16, generator=g) * 2 - 1).to(dtype)
+    t = torch.randint(0, 10, (7,), generator=g)
+    seeds = _seeds(7)
+    batched = MapAttributor(model, spec).attribute(x, t, seeds, batch_size=3)
+    reference = attribute_reference(model, spec, x, t, seeds)
+    scale = reference.abs().max()
+    assert scale > 0
+    err = float((batched - reference).abs().max() / scale)
+    assert err <= tol, (name, err)
+
+
+def test_gradshap_independent_of_batch_size_and_seeded():
+    spec = build_method("gradshap", POSTER_METHODS["gradshap"])
+    model = _cnn()
+    x = torch.rand(5, 1, 16, 16) * 2 - 1
+    att = MapAttributor(model, spec)
+    a1 = att.attribute(x, 3, _seeds(5), batch_size=1)
+    a5 = att.attribute(x, 3, _seeds(5), batch_size=5)
+    torch.testing.assert_close(a1, a5, rtol=1e-5, atol=1e-6 * float(a5.abs().max()))
+    again = att.attribute(x, 3, _seeds(5), batch_size=2)
+    torch.testing.assert_close(again, a5, rtol=1e-5, atol=1e-6 * float(a5.abs().max()))
+    other = att.attribute(x, 3, _seeds(5, base=12), batch_size=5)
+    assert (other - a5).abs().max() > 1e-6 * a5.abs().max()
+    with pytest.raises(ValueError, match="seed"):
+        att.attribute(x, 3, None)
+    # the global RNGs are not touched by the reference loop either
+    state, np_state = torch.get_rng_state(), np.random.get_state()
+    attribute_reference(model, spec, x[:1], [3], _seeds(1))
+    assert torch.equal(state, torch.get_rng_state())
+    assert np.array_equal(np_state[1], np.random.get_state()[1])
+
+
+def test_occlusion_window_scaled_to_image_size():
+    spec = build_method("occlusion", POSTER_METHODS["occlusion"])
+    assert attribute_kwargs(spec, (3, 224, 224))["sliding_window_shapes"] == (3, 15, 15)
+    assert attribute_kwargs(spec, (3, 256, 256))["sliding_window_shapes"] == (3, 17, 17)
+    assert attribute_kwargs(spec, (3, 256, 256))["strides"] == (3, 9, 9)
+    assert attribute_kwargs(spec, (1, 16, 16))["sliding_window_shapes"] == (1, 1, 1)
+    assert attribute_kwargs(spec, (1, 16, 16))["strides"] == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "entry, where",
+    [
+        ({"captum": "IntegratedGradientz"}, "methods.m.captum"),
+        ({"captum": "IntegratedGradients", "attribute": {"n_stepz": 3}}, "methods.m.attribute.n_stepz"),
+        ({"captum": "IntegratedGradients", "args": {"multiply": True}}, "methods.m.args.multiply"),
+        ({"captum": "IntegratedGradients", "attribute": {"target": 3}}, "methods.m.attribute.target"),
+        ({"captum": "LayerGradCam"}, "methods.m.captum"),
+        ({"captum": "NoiseTunnel"}, "methods.m.captum"),
+        ({"captum": "GradientShap", "attribute": {"baselines": 0.0}}, "methods.m.attribute.baselines"),
+        ({"captum": "Saliency", "noise_tunnel": {"nt_sample": 3}}, "methods.m.noise_tunnel.nt_sample"),
+        ({"captum": "Saliency", "batch_size": 0}, "methods.m.batch_size"),
+        ({"captum": "Saliency", "extra": 1}, "methods.m.extra"),
+        ({"attribute": {}}, "methods.m"),
+    ],
+)
+def test_bad_method_is_one_line_error_naming_it(entry, where):
+    with pytest.raises(DiffxaiError) as exc:
+        build_method("m", entry)
+    msg = str(exc.value)
+    assert "\n" not in msg and f"config.attribution.{where}" in msg, msg
+
+
+def test_config_validation_of_methods(repo):
+    from diffxai.config import load_config, validate_config
+    from diffxai.pipeline_attribution import check_attribution_config
+
+    cfg = validate_config(load_config(repo / "config" / "config.yaml"))
+    assert set(build_methods(cfg["attribution"]["methods"])) == {"ig", "gradshap", "occlusion"}
+    bad = copy.deepcopy(cfg)
+    bad["attribution"]["methods"]["ig"]["attribute"]["n_step"] = 5
+    with pytest.raises(DiffxaiError, match=r"config\.attribution\.methods\.ig\.attribute\.n_step"):
+        check_attribution_config(bad)
+    raw = load_config(repo / "tests" / "configs" / "tiny.yaml")
+    raw["attribution"]["methods"] = {"x": {"args": {}}}
+    with pytest.raises(DiffxaiError, match="captum"):
+        validate_config(raw)
+    imagenet = validate_config(load_config(repo / "config" / "imagenet_cats.yaml"), check_files=False)
+    check_attribution_config(imagenet)
+    assert imagenet["attribution"]["steps"] == "all"
+
+
+def test_select_steps():
+    from diffxai.pipeline_attribution import select_steps
+
+    assert select_steps("all", 4) == [0, 1, 2, 3]
+    assert select_steps(3, 20) == [0, 10, 19]
+    assert select_steps(10, 20)[0] == 0 and select_steps(10, 20)[-1] == 19 and len(select_steps(10, 20)) == 10
+    assert select_steps([-1, 0, 5], 20) == [0, 5, 19]
+    with pytest.raises(DiffxaiError, match=r"config\.attribution\.steps: step 20"):
+        select_steps([20], 20)
+
+
+def test_cascading_randomisation_layers_and_determinism():
+    model = _cnn()
+    layers = parameter_layers(model)
+    assert layers[0] == "net.head" and layers[-1] == "net.features.0" and len(layers) == 5
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    randomise_layer(a, "net.head", 5)
+    randomise_layer(b, "net.head", 5)
+    assert torch.equal(a.net.head.weight, b.net.head.weight)
+    assert not torch.equal(a.net.head.weight, model.net.head.weight)
+    assert torch.equal(a.net.features[0].weight, model.net.features[0].weight)
+    with pytest.raises(DiffxaiError, match="unknown layer 'net.nope'"):
+        randomise_layer(a, "net.nope", 5)
+
+
+# --------------------------------------------------------------------------------------------
+# the per-job driver on a hand-made trajectory file
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_job(tmp_path, repo):
+    """A validated tiny config, one class's trajectory file and a demo classifier checkpoint."""
+    from diffxai.config import load_config, validate_config
+    from diffxai.models import save_demo_classifier
+    from diffxai.tables import save_arrays
+
+    cfg = validate_config(load_config(repo / "tests" / "configs" / "tiny.yaml"))
+    cfg["attribution"].update(steps="all", max_images=None, draws=None)
+    g = torch.Generator().manual_seed(0)
+    n, k, s, size = 2, 2, 3, 8
+    x0 = torch.rand(n, 1, size, size, generator=g) * 2 - 1
+    xt = torch.rand(n, k, s, 1, size, size, generator=g) * 2 - 1
+    traj = tmp_path / "digit_3.safetensors"
+    save_arrays(traj, {"x_t": xt, "x0_pred": xt.flip(-1), "timesteps": torch.tensor([999, 500, 0]), "x0": x0,
+                       "mask": x0[:, 0] > 0},
+                {"class_name": "digit_3", "class_index": 3, "image_ids": ["a", "b"], "views": ["x_t", "x0_pred"]})  # fmt: skip
+    torch.manual_seed(0)
+    net = DemoCNN(10, 1, 4)
+    clf = tmp_path / "classifier.safetensors"
+    save_demo_classifier(net, clf, {"n_classes": 10, "in_channels": 1, "width": 4})
+    return cfg, traj, clf, net
+
+
+def test_compute_attribution_job(small_job, tmp_path):
+    from diffxai.pipeline_attribution import compute_attribution
+    from diffxai.tables import load_arrays, read_metadata
+
+    cfg, traj, clf, _ = small_job
+    out = [tmp_path / "maps.safetensors", tmp_path / "stats.parquet", tmp_path / "faith.parquet"]
+    compute_attribution(cfg, "digit_3", "ig", str(traj), str(clf), *map(str, out))
+    arrays, meta = load_arrays(out[0])
+    assert arrays["maps"].shape == (2, 2, 3, 2, 8, 8)
+    assert meta["views"] == ["x_t", "x0_pred"] and meta["captum"] == "IntegratedGradients"
+    stats, faith = pd.read_parquet(out[1]), pd.read_parquet(out[2])
+    assert len(stats) == 24 and len(faith) == 48 and not stats["nonfinite"].any()
+    assert stats["mask_share"].between(0, 1).all() and stats["pointing_hit"].isin([0.0, 1.0]).all()
+    # the stored maps are the ones the stats describe
+    row = stats.iloc[5]
+    m = arrays["maps"][0, 0, 2, 1]
+    assert (row["image_id"], row["draw"], row["step"], row["view"]) == ("a", 0, 2, "x0_pred")
+    assert np.isclose(row["total_abs"], float(m.abs().sum()), rtol=1e-5)
+    assert "diffxai.config_hash" in read_metadata(out[1])
+    # deterministic: a second run gives the same tables
+    out2 = [tmp_path / "m2.safetensors", tmp_path / "s2.parquet", tmp_path / "f2.parquet"]
+    compute_attribution(cfg, "digit_3", "ig", str(traj), str(clf), *map(str, out2))
+    pd.testing.assert_frame_equal(pd.read_parquet(out2[1]).drop(columns="seconds_per_map"),
+                                  stats.drop(columns="seconds_per_map"))  # fmt: skip
+    pd.testing.assert_frame_equal(pd.read_parquet(out2[2]), faith)
+
+
+def test_nan_maps_are_flagged_not_plotted(small_job, tmp_path):
+    """A classifier with a NaN weight gives NaN maps: flagged in both tables, hatched in the grid."""
+    from diffxai.models import save_demo_classifier
+    from diffxai.pipeline_attribution import compute_attribution, load_selection
+    from diffxai.plots_attribution import map_grid
+    from diffxai.tables import load_arrays
+
+    cfg, traj, _, net = small_job
+    with torch.no_grad():
+        net.features[0].weight[0, 0, 0, 0] = float("nan")
+    bad_clf = tmp_path / "nan.safetensors"
+    save_demo_classifier(net, bad_clf, {"n_classes": 10, "in_channels": 1, "width": 4})
+    out = [tmp_path / "maps.safetensors", tmp_path / "stats.parquet", tmp_path / "faith.parquet"]
+    compute_attribution(cfg, "digit_3", "gradshap", str(traj), str(bad_clf), *map(str, out))
+    stats, faith = pd.read_parquet(out[1]), pd.read_parquet(out[2])
+    assert stats["nonfinite"].all() and stats["entropy"].isna().all()
+    assert faith["nonfinite"].all() and faith["value"].isna().all()  # never a number from a NaN map
+    arrays, meta = load_arrays(out[0])
+    assert arrays["nonfinite"].all()
+    png = tmp_path / "grid.png"
+    map_grid(arrays, meta, load_selection(cfg, str(traj))["x"], png, dpi=50)
+    assert png.stat().st_size > 0
+
+
+def test_sanity_check_job(small_job, tmp_path):
+    from diffxai.pipeline_attribution import sanity_check
+
+    cfg, traj, clf, _ = small_job
+    out = tmp_path / "sanity.parquet"
+    sanity_check(cfg, "ig", [str(traj)], str(clf), str(out))
+    df = pd.read_parquet(out)
+    assert list(df["layer"]) == ["net.head", "net.features.8", "net.features.5", "net.features.2", "net.features.0"]
+    assert list(df["cascade_index"]) == [1, 2, 3, 4, 5]
+    assert df["spearman"].between(-1, 1).all() and df["ssim"].between(-1, 1).all()
+    assert (df["n_maps"] == 1).all()  # images_per_class 1, draw 0, one step, one view
+    # randomising everything destroys the similarity of gradient maps
+    assert df["spearman"].iloc[-1] < 0.9
+
+
+# --------------------------------------------------------------------------------------------
+# end to end: the tiny DAG
+# --------------------------------------------------------------------------------------------
+
+STATS_CONTRACT = ["class_name", "image_id", "draw", "step", "timestep", "view", "method", "total_abs",
+                  "positive_fraction", "entropy", "gini", "top10_mass", "centroid_x", "centroid_y"]  # fmt: skip
+FAITH_CONTRACT = ["class_name", "method", "step", "metric", "value", "baseline_value"]
+SANITY_CONTRACT = ["method", "layer", "spearman", "ssim"]
+
+
+@pytest.mark.e2e
+def test_tiny_run_attribution_tables(tiny_run):
+    tables = tiny_run / "tables"
+    st = pd.read_parquet(tables / "attribution_stats.parquet")
+    fa = pd.read_parquet(tables / "faithfulness.parquet")
+    sa = pd.read_parquet(tables / "sanity.parquet")
+    assert set(STATS_CONTRACT + ["nonfinite", "mask_share", "pointing_hit"]) <= set(st.columns)
+    assert set(FAITH_CONTRACT) <= set(fa.columns) and set(SANITY_CONTRACT) <= set(sa.columns)
+    # tiny: 2 classes x 1 image x 1 draw x 3 steps x 2 views x 3 methods
+    assert len(st) == 2 * 1 * 1 * 3 * 2 * 3
+    assert len(fa) == 2 * len(st) and set(fa["metric"]) == {"deletion_auc", "insertion_auc"}
+    assert set(st["method"]) == set(fa["method"]) == set(sa["method"]) == {"ig", "gradshap", "occlusion"}
+    assert sorted(st["step"].unique()) == [0, 2, 4]
+    assert len(sa) == 3 * 5  # 3 methods x 5 DemoCNN layers with parameters
+    ok = st[~st["nonfinite"]]
+    for col in ["positive_fraction", "entropy", "gini", "top10_mass", "centroid_x", "centroid_y", "mask_share"]:
+        assert ok[col].between(0, 1).all(), col
+    assert (ok["total_abs"] >= 0).all()
+    assert fa["value"].dropna().between(0, 1).all() and fa["baseline_value"].between(0, 1).all()
+    assert sa["spearman"].dropna().between(-1, 1).all() and sa["ssim"].dropna().between(-1, 1).all()
+    # maps stored in the documented format
+    from diffxai.tables import load_arrays
+
+    arrays, meta = load_arrays(tiny_run / "maps" / "attribution" / "occlusion" / "digit_7.safetensors")
+    assert arrays["maps"].shape == (1, 1, 3, 2, 8, 8) and arrays["steps"].tolist() == [0, 2, 4]
+    assert meta["spec"]["sliding_window_shapes"] == [1, 1, 1] and meta["class_index"] == 7
+    json.dumps(meta)
+    for name in ["attribution_classes", "attribution_faithfulness", "attribution_sanity", "attribution_stats_x_t",
+                 "attribution_stats_x0_pred", "attribution/ig/digit_3", "attribution/gradshap/digit_7",
+                 "attribution/occlusion/digit_3"]:  # fmt: skip
+        assert (tiny_run / "plots" / f"{name}.png").stat().st_size > 1000, name

@@ -1,0 +1,362 @@
+"""Schedules stage: exponential time-step sampling (arXiv 2402.10404), generation, band SSIM,
+commitment experiment; end-to-end checks on the tiny DAG run."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers import build_tiny_pixel_ddpm
+
+from diffxai.errors import DiffxaiError
+from diffxai.models import load_diffusion
+from diffxai.sampling import seeded_noise
+from diffxai.schedules import (
+    band_ssim,
+    commitment_step,
+    decided_step,
+    exponential_powers,
+    generate,
+    make_schedule,
+    resolve_collisions,
+    ssim,
+    step_labels,
+)
+from diffxai.seeding import make_generator
+
+torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------- the formula
+
+
+def test_paper_values_t1000_l30_gamma60():
+    early = make_schedule("early", 1000, 30, 60)
+    latter = make_schedule("latter", 1000, 30, 60)
+    assert early.timesteps[:4].tolist() == [999, 893, 884, 875]
+    assert early.timesteps[-3:].tolist() == [206, 143, 74]
+    assert latter.timesteps[:3].tolist() == [999, 926, 857]
+    assert latter.timesteps[-3:].tolist() == [125, 116, 107]
+    assert len(early.timesteps) == len(latter.timesteps) == 30
+    assert early.n_moved == latter.n_moved == 0  # no collisions at γ=60
+    # by hand: δ^(i+γ) = 1000^((i+60)/90); i=1 → 107.98, i=2 → 116.59
+    assert exponential_powers(1000, 30, 60)[:2].tolist() == [107, 116]
+    uni = make_schedule("uniform", 1000, 30)
+    assert uni.timesteps[0] == 999 and uni.timesteps[-1] == 0 and uni.gamma is None
+
+
+def test_exact_powers_are_not_floored_down():
+    # 1000^(10/30) = 10 and 1000^(20/30) = 100 exactly; naive floats give 9.999… → 9
+    q = exponential_powers(1000, 30, 0).tolist()
+    assert q[9] == 10 and q[19] == 100 and q[-1] == 1000
+
+
+@pytest.mark.parametrize("T", [1000, 50])
+def test_schedules_monotonic_and_in_range(T):
+    for l in (2, 3, 5, 10, 30, 50):
+        if l > T:
+            continue
+        for gamma in (0, 0.5, 1, 3, 10, 60, 200, 5000):
+            for kind in ("uniform", "early", "latter"):
+                s = make_schedule(kind, T, l, gamma)
+                ts = s.timesteps
+                assert len(ts) == l, (kind, l, gamma)
+                assert ts.dtype == np.int64
+                assert np.all(np.diff(ts) < 0), (kind, l, gamma, ts)
+                assert ts[0] == T - 1 and ts[-1] >= 0
+                raw = s.formula
+                if np.all(np.diff(raw) < 0) and raw[-1] >= 0 and raw[0] <= T - 1:
+                    assert np.array_equal(ts, raw)  # the rule only acts on collisions
+
+
+def test_collision_rule_known_answers():
+    # sorted [5,5,5,1,1,0] → down pass [5,4,3,1,0,-1] → up pass [5,4,3,2,1,0]
+    assert resolve_collisions(np.array([1, 5, 0, 5, 1, 5]), 10).tolist() == [5, 4, 3, 2, 1, 0]
+    assert resolve_collisions(np.array([9, 9, 9]), 10).tolist() == [9, 8, 7]
+    assert resolve_collisions(np.array([2, 2, 2]), 3).tolist() == [2, 1, 0]  # l == T: every timestep
+    assert resolve_collisions(np.array([40, 30, 20]), 100).tolist() == [40, 30, 20]
+    # γ = 0, l = 30: the latter formula ends 10, 7, 6, 5, 3, 3, 2, 1, 1, 1 (ties); the down pass
+    # gives … 3, 2, 2→1, 1→0, 1→-1, 1→-2 and the up pass lifts that to … 8, 7, 6, 5, 4, 3, 2, 1, 0
+    s = make_schedule("latter", 1000, 30, 0)
+    assert s.formula[-10:].tolist() == [10, 7, 6, 5, 3, 3, 2, 1, 1, 1]
+    assert s.timesteps[-10:].tolist() == [10, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+    assert s.n_moved == 8
+    e = make_schedule("early", 1000, 30, 0)
+    assert e.formula[:4].tolist() == [999, 999, 999, 999]  # T−1 prepended, T−1, T−1, T−1
+    assert e.timesteps[:4].tolist() == [999, 998, 997, 996]
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (("early", 1000, 30, -1), "γ=-1 is out of range"),
+        (("latter", 1000, 30, float("nan")), "γ=nan is out of range"),
+        (("early", 1000, 30, 1e6), "out of range"),
+        (("early", 1000, 30, None), "gamma: required"),
+        (("latter", 1000, 1, 60), "l=1 is out of range"),
+        (("uniform", 10, 20, None), "T=10 training timesteps is smaller than l=20"),
+        (("fancy", 1000, 30, 60), "unknown schedule kind 'fancy'"),
+    ],
+)
+def test_bad_schedule_arguments_are_one_line_errors(args, match):
+    with pytest.raises(DiffxaiError, match=match) as exc:
+        make_schedule(*args)
+    assert "\n" not in str(exc.value)
+
+
+def test_schedule_config_checks(repo):
+    from diffxai.config import load_config, validate_config
+    from diffxai.pipeline_schedules import check_schedules_config
+
+    base = validate_config(load_config(repo / "tests/configs/tiny.yaml"), check_files=False)
+    check_schedules_config(base)
+    cfg = copy.deepcopy(base)
+    cfg["schedules"]["schedules"][1]["gamma"] = None
+    with pytest.raises(DiffxaiError, match=r"config.schedules.schedules\[1\].gamma"):
+        check_schedules_config(cfg)
+    cfg = copy.deepcopy(base)
+    cfg["schedules"]["schedules"][0]["n_steps"] = 5000
+    with pytest.raises(DiffxaiError, match=r"schedules\[0\].n_steps: T=1000 .* smaller than l=5000"):
+        check_schedules_config(cfg)
+    cfg = copy.deepcopy(base)
+    cfg["schedules"]["schedules"][2]["name"] = "uniform"
+    with pytest.raises(DiffxaiError, match="duplicate schedule name"):
+        check_schedules_config(cfg)
+    cfg = copy.deepcopy(base)
+    cfg["schedules"]["commitment"]["pairs"] = [["digit_3", "digit_9"]]
+    with pytest.raises(DiffxaiError, match=r"pairs\[0\]\[1\]: unknown class 'digit_9'"):
+        check_schedules_config(cfg)
+    cfg = copy.deepcopy(base)
+    cfg["schedules"]["commitment"]["schedules"] = ["nope"]
+    with pytest.raises(DiffxaiError, match="unknown schedule 'nope'"):
+        check_schedules_config(cfg)
+    cfg = copy.deepcopy(base)
+    cfg["schedules"]["classes"] = [{"name": "digit_5", "index": 12}]
+    with pytest.raises(DiffxaiError, match=r"config.schedules.classes\[0\].index: unknown class 12"):
+        check_schedules_config(cfg)
+    bad = copy.deepcopy(base)
+    bad["schedules"]["schedules"][1]["gamma"] = -3
+    with pytest.raises(DiffxaiError, match="gamma"):
+        validate_config(bad, check_files=False)  # the schema refuses it too
+
+
+def test_bad_gamma_stops_the_dag_before_any_job(tmp_path, repo):
+    from conftest import run_snakemake
+
+    cfg = (repo / "tests/configs/tiny.yaml").read_text().replace("gamma: 6, n_steps: 4}\n    - {name: latter",
+                                                                  "gamma: 6, n_steps: 4000}\n    - {name: latter")  # fmt: skip
+    path = tmp_path / "bad.yaml"
+    path.write_text(cfg)
+    proc = run_snakemake(tmp_path, "-n", configfile=path, check=False)
+    assert proc.returncode != 0
+    assert "config.schedules.schedules[1].n_steps: T=1000 training timesteps is smaller than l=4000" in proc.stderr
+
+
+# ---------------------------------------------------------------------------- generation
+
+
+@pytest.fixture(scope="module")
+def tiny_cond(tmp_path_factory):
+    path = build_tiny_pixel_ddpm(tmp_path_factory.mktemp("ddpm") / "ddpm", image_size=8, channels=1, n_classes=10)
+    return load_diffusion(str(path), "cpu")
+
+
+def _noise(n, keys=("t",)):
+    return seeded_noise((1, 8, 8), [make_generator(0, *keys, i) for i in range(n)])
+
+
+def test_generation_with_custom_schedule_is_deterministic_and_batch_independent(tiny_cond):
+    ts = make_schedule("early", 1000, 6, 10).timesteps
+    x, lab = _noise(3), torch.tensor([3, 7, 1])
+    a = generate(tiny_cond, x, ts, lab, guidance=2.0)
+    b = generate(tiny_cond, x.clone(), ts, lab, guidance=2.0, batch_size=1)
+    assert a["x0_pred"].shape == (3, 6, 1, 8, 8) and a["x_t"].shape == (3, 6, 1, 8, 8)
+    assert torch.allclose(a["sample"], b["sample"], atol=1e-5)
+    assert torch.equal(a["sample"], generate(tiny_cond, x.clone(), ts, lab, guidance=2.0)["sample"])
+    assert torch.equal(a["sample"], a["x0_pred"][:, -1])  # DDIM's last step returns x̂0
+    assert torch.equal(a["x_t"][:, 0], x)
+    other = generate(tiny_cond, x, make_schedule("latter", 1000, 6, 10).timesteps, lab, guidance=2.0)
+    assert not torch.allclose(a["sample"], other["sample"])  # the schedule matters
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "dpmsolver++"])
+def test_diffusers_schedulers_take_custom_timesteps(tiny_cond, sampler):
+    ts = make_schedule("latter", 1000, 5, 5).timesteps
+    x, lab = _noise(2), torch.tensor([2, 5])
+    gens = lambda: [make_generator(0, "ddpm", i) for i in range(2)]  # noqa: E731
+    a = generate(tiny_cond, x, ts, lab, 2.0, sampler, gens())
+    b = generate(tiny_cond, x.clone(), ts, lab, 2.0, sampler, gens(), batch_size=1)
+    assert a["sample"].shape == (2, 1, 8, 8) and a["x0_pred"].shape == (2, 5, 1, 8, 8)
+    assert torch.isfinite(a["sample"]).all()
+    assert torch.allclose(a["sample"], b["sample"], atol=1e-5)
+    with pytest.raises(DiffxaiError, match="unknown sampler 'euler'"):
+        generate(tiny_cond, x, ts, lab, 2.0, "euler")
+
+
+def test_per_step_labels_switch_the_class(tiny_cond):
+    lab = step_labels(3, 7, 4, [0, 2, 4])
+    assert lab.tolist() == [[7, 7, 7, 7], [3, 3, 7, 7], [3, 3, 3, 3]]
+    ts = make_schedule("uniform", 1000, 4).timesteps
+    x = _noise(3)
+    per_step = generate(tiny_cond, x, ts, lab, 2.0, record=False)["sample"]
+    plain_a = generate(tiny_cond, x[2:], ts, torch.tensor([3]), 2.0, record=False)["sample"]
+    plain_b = generate(tiny_cond, x[:1], ts, torch.tensor([7]), 2.0, record=False)["sample"]
+    assert torch.allclose(per_step[2:], plain_a, atol=1e-6)  # k = S: label a throughout
+    assert torch.allclose(per_step[:1], plain_b, atol=1e-6)  # k = 0: label b throughout
+    assert not torch.allclose(per_step[1], plain_a[0])
+
+
+def test_decided_and_commitment_steps():
+    assert decided_step(np.array([1, 3, 3, 3]), 3) == 1
+    assert decided_step(np.array([3, 1, 3, 3]), 3) == 2
+    assert decided_step(np.array([3, 3, 3, 1]), 3) == -1
+    assert decided_step(np.array([3, 3]), 3) == 0
+    assert commitment_step(np.array([0, 0.2, 0.6, 0.4, 0.8, 1.0])) == 4
+    assert commitment_step(np.array([0.6, 0.7, 1.0])) == 0
+    assert commitment_step(np.array([0, 0, 0.3])) == -1
+
+
+def test_commitment_summary_on_known_table():
+    from diffxai.pipeline_schedules import commitment_summary
+
+    ends = {0: ["b", "b"], 1: ["a", "b"], 2: ["a", "a"], 3: ["a", "other"], 4: ["a", "a"]}
+    rows = [dict(pair="x-to-y", class_a="x", class_b="y", schedule="u", switch_step=k, switch_timestep=[9, 7, 5, 3, -1][k],
+                 seed=s, ends_as=e) for k, es in ends.items() for s, e in enumerate(es)]  # fmt: skip
+    out = commitment_summary(pd.DataFrame(rows))
+    assert out["share_a"].tolist() == [0, 0.5, 1, 0.5, 1]
+    assert out["share_b"].tolist() == [1, 0.5, 0, 0, 0]
+    assert set(out["commit_step"]) == {1} and set(out["commit_timestep"]) == {7}
+
+
+# ---------------------------------------------------------------------------- band SSIM
+
+
+def test_ssim_known_answers():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 2, 11, 11, generator=g)
+    y = torch.rand(3, 2, 11, 11, generator=g)
+    assert torch.allclose(ssim(x, x), torch.ones(3))
+    assert torch.allclose(ssim(x, y), ssim(y, x))
+    # 11x11 images, 11x11 window: one Gaussian-weighted window per channel, by hand
+    r = torch.arange(-5, 6, dtype=torch.float64)
+    w1 = torch.exp(-0.5 * (r / 1.5) ** 2)
+    w = (w1[:, None] * w1[None]) / (w1.sum() ** 2)
+    xd, yd = x.double(), y.double()
+    mx, my = (w * xd).sum((-2, -1)), (w * yd).sum((-2, -1))
+    vx = (w * xd * xd).sum((-2, -1)) - mx**2
+    vy = (w * yd * yd).sum((-2, -1)) - my**2
+    cxy = (w * xd * yd).sum((-2, -1)) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    ref = ((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean(1)
+    assert torch.allclose(ssim(x, y), ref.float(), atol=1e-6)
+
+
+def test_band_ssim_separates_layout_from_detail():
+    g = torch.Generator().manual_seed(1)
+    base = torch.rand(4, 1, 16, 16, generator=g) * 0.6 - 0.3
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    ramp = (0.5 * torch.sin(xx / 16 * np.pi))[None, None]  # smooth: low band only
+    checker = (0.3 * (-1.0) ** (xx + yy))[None, None]  # Nyquist: high band only
+    coarse = band_ssim(base, base + ramp, sigma=1.0)
+    fine = band_ssim(base, base + checker, sigma=1.0)
+    assert (coarse["ssim_high"] > 0.97).all() and (coarse["ssim_low"] < 0.9).all()
+    assert (fine["ssim_low"] > 0.97).all() and (fine["ssim_high"] < 0.8).all()
+    assert (fine["rmse_low"] < 0.05).all() and (coarse["rmse_high"] < 0.05).all()
+
+
+# ---------------------------------------------------------------------------- Stable Diffusion
+
+
+def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
+    from helpers import build_tiny_resnet_state_dict
+    from tiny_sd import build_tiny_sd
+
+    from diffxai.config import load_config, validate_config
+    from diffxai.pipeline_schedules import generate_schedule
+    from diffxai.tables import load_arrays
+
+    sd_dir = build_tiny_sd(tmp_path / "sd")
+    clf = build_tiny_resnet_state_dict(tmp_path / "clf.safetensors", num_classes=300)
+    cfg = load_config(repo / "tests/configs/tiny.yaml")
+    cfg["models"] = {"diffusion": {"source": "pretrained", "type": "stable_diffusion", "id": str(sd_dir)},
+                     "classifier": {"source": "state_dict", "arch": "resnet18", "path": str(clf), "num_classes": 300}}  # fmt: skip
+    cfg["data"] = {"source": "folder", "root": str(tmp_path), "image_size": 16, "channels": 3, "n_images": 1}
+    cfg["classes"] = [{"name": "surfer", "index": 0, "prompt": "a man on a wave"}]  # other stages' prompts
+    # this stage's own prompts, with classifier classes
+    cfg["schedules"]["classes"] = [
+        {"name": "tiger", "index": 292},
+        {"name": "persian_cat", "index": 283, "prompt": "a persian cat"},
+    ]
+    cfg["schedules"].update({"schedules": [{"name": "early", "kind": "early", "gamma": 6, "n_steps": 3}], "n_seeds": 1,
+                             "sampler": "dpmsolver++", "guidance": 3.0})  # fmt: skip
+    cfg = validate_config(cfg, check_files=False)
+    outs = [tmp_path / f for f in ("s.safetensors", "t.parquet", "st.parquet")]
+    generate_schedule(cfg, "early", None, None, *map(str, outs))
+    arr, meta = load_arrays(outs[0])
+    assert arr["samples"].shape == (2, 1, 3, 16, 16) and meta["class_names"] == ["tiger", "persian_cat"]
+    assert arr["timesteps"].tolist() == make_schedule("early", 1000, 3, 6).timesteps.tolist()
+    steps = pd.read_parquet(outs[2])
+    assert len(steps) == 2 * 3 and steps["prob"].between(0, 1).all()
+    first = pd.read_parquet(outs[1])["prob"].to_numpy()
+    generate_schedule(cfg, "early", None, None, *map(str, outs))
+    assert np.array_equal(first, pd.read_parquet(outs[1])["prob"].to_numpy())  # deterministic for a seed
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def test_tiny_run_schedule_tables(tiny_run):
+    from diffxai.config import load_config, validate_config
+    from diffxai.pipeline_schedules import COMMITMENT_COLUMNS, DISTANCE_COLUMNS, SAMPLING_COLUMNS, STEPS_COLUMNS
+    from diffxai.tables import load_arrays, read_metadata
+
+    tables = tiny_run / "tables"
+    from conftest import TINY
+
+    cfg = validate_config(load_config(TINY), check_files=False)
+    sec = cfg["schedules"]
+    n_cls, n_seeds = len(cfg["classes"]), sec["n_seeds"]
+    names = [s["name"] for s in sec["schedules"]]
+    final = pd.read_parquet(tables / "schedule_sampling.parquet")
+    assert set(SAMPLING_COLUMNS) <= set(final.columns)
+    assert len(final) == len(names) * n_cls * n_seeds
+    assert final["prob"].between(0, 1).all() and final["top1_index"].between(0, 9).all()
+    assert "diffxai.config_hash" in read_metadata(tables / "schedule_sampling.parquet")
+    steps = pd.read_parquet(tables / "schedule_steps.parquet")
+    assert set(STEPS_COLUMNS) <= set(steps.columns)
+    for s in sec["schedules"]:
+        sub = steps[steps["schedule"] == s["name"]]
+        assert len(sub) == n_cls * n_seeds * s["n_steps"]
+        ts = sub[(sub["class_name"] == sub["class_name"].iloc[0]) & (sub["seed"] == 0)].sort_values("step")["timestep"]
+        assert ts.tolist() == make_schedule(s["kind"], 1000, s["n_steps"], s["gamma"]).timesteps.tolist()
+    assert steps["prob"].between(0, 1).all()
+    dist = pd.read_parquet(tables / "schedule_distances.parquet")
+    assert set(DISTANCE_COLUMNS) <= set(dist.columns)
+    assert len(dist) == len(names) * (len(names) - 1) // 2 * n_cls * n_seeds
+    assert dist[["ssim", "ssim_low", "ssim_high"]].apply(lambda c: c.between(-1, 1.0001)).all().all()
+    # same seeds across schedules: every schedule's step-0 x̂0 comes from the same x_T at t = 999
+    arrs = {n: load_arrays(tiny_run / "samples" / "schedules" / f"{n}.safetensors")[0]["samples"] for n in names}
+    assert all(a.shape == (n_cls, n_seeds, 1, 8, 8) for a in arrs.values())
+    s0 = steps[steps["step"] == 0].pivot_table(index=["class_name", "seed"], columns="schedule", values="prob")
+    assert np.allclose(s0.to_numpy(), s0.to_numpy()[:, :1], atol=1e-6)
+    com = pd.read_parquet(tables / "commitment.parquet")
+    assert set(COMMITMENT_COLUMNS) <= set(com.columns)
+    S = {s["name"]: s["n_steps"] for s in sec["schedules"]}
+    assert set(com["schedule"]) == set(sec["commitment"]["schedules"])
+    for name, sub in com.groupby("schedule"):
+        assert sorted(set(sub["switch_step"])) == list(range(S[name] + 1))
+        # switching at k = S is class a throughout: the same sample as the class-a generation
+        a = sub["class_a"].iloc[0]
+        full = sub[sub["switch_step"] == S[name]].set_index("seed")["final_top1"].sort_index()
+        ref = (
+            final[(final["schedule"] == name) & (final["class_name"] == a)].set_index("seed")["top1_index"].sort_index()
+        )
+        assert full.tolist() == ref.tolist()
+    summary = pd.read_parquet(tables / "commitment_summary.parquet")
+    assert summary[["share_a", "share_b"]].apply(lambda c: c.between(0, 1)).all().all()
+    for p in ("schedule_grid", "schedule_class_prob", "schedule_distances", "commitment"):
+        f = tiny_run / "plots" / f"{p}.png"
+        assert f.is_file() and f.stat().st_size > 2000
