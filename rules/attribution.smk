@@ -1,82 +1,3 @@
-from diffxai.pipeline_attribution import check_attribution_config
-
-try:
-    check_attribution_config(config)
-except DiffxaiError as exc:
-    sys.stderr.write(f"diffxai config error: {exc}\n")
-    sys.exit(1)
-
-ATTR_METHODS = list(config["attribution"]["methods"])
-ATTR_CODE = (
-    "attribution",
-    "evaluation",
-    "pipeline_attribution",
-    "models",
-    "batching",
-    "seeding",
-    "tables",
-)
-ATTR_PLOT_CODE = ("plots_attribution", "plots", "pipeline_attribution", "tables")
-ATTR_SELECTION = {
-    k: config["attribution"][k]
-    for k in ("steps", "max_images", "draws", "views", "output", "store_dtype")
-}
-
-
-def get_attribution_method(wildcards):
-    return config["attribution"]["methods"][wildcards.method]
-
-
-def get_attribution_jobs(kind):
-    def inner(wildcards=None):
-        return [
-            f"{R}/attribution/{m}/{c}.{kind}.parquet"
-            for m in ATTR_METHODS
-            for c in CLASSES
-        ]
-
-    return inner
-
-
-def get_attribution_maps(wildcards=None):
-    return [
-        f"{R}/maps/attribution/{m}/{c}.safetensors"
-        for m in ATTR_METHODS
-        for c in CLASSES
-    ]
-
-
-def attribution_grid_plot(method, cls):
-    path = f"{R}/plots/attribution/{method}/{cls}.png"
-    return report(
-        path,
-        caption="../report/attribution_maps.rst",
-        category="Attribution",
-        subcategory=f"maps: {method}",
-        labels={"method": method, "class": cls},
-    )
-
-
-def attribution_grid_plots():
-    return [attribution_grid_plot(m, c) for m in ATTR_METHODS for c in CLASSES]
-
-
-def attribution_stats_plot(view):
-    path = f"{R}/plots/attribution_stats_{view}.png"
-    return report(
-        path,
-        caption="../report/attribution_stats.rst",
-        category="Attribution",
-        subcategory="statistics",
-        labels={"view": view},
-    )
-
-
-def attribution_stats_plots():
-    views = config["attribution"]["views"] or config["trajectories"]["views"]
-    return {v: attribution_stats_plot(v) for v in views}
-
-
 rule attribution_compute:
     input:
         trajectories=f"{R}/trajectories/{{cls}}.safetensors",
@@ -91,11 +12,13 @@ rule attribution_compute:
         f"{R}/benchmarks/attribution_compute/{{method}}/{{cls}}.tsv"
     wildcard_constraints:
         method="|".join(ATTR_METHODS),
+    conda:
+        "../envs/diffxai.yaml"
     threads: 1
     resources:
         gpu=stage_resources("attribution")["gpu"],
-        mem_mb=stage_resources("attribution")["mem_mb"],
-        runtime=stage_resources("attribution")["runtime"],
+        mem_mb=stage_mem_mb("attribution"),
+        runtime=stage_runtime("attribution"),
     params:
         method=get_attribution_method,
         selection=ATTR_SELECTION,
@@ -119,11 +42,13 @@ rule attribution_sanity:
         f"{R}/benchmarks/attribution_sanity/{{method}}.tsv"
     wildcard_constraints:
         method="|".join(ATTR_METHODS),
+    conda:
+        "../envs/diffxai.yaml"
     threads: 1
     resources:
         gpu=stage_resources("attribution")["gpu"],
-        mem_mb=stage_resources("attribution")["mem_mb"],
-        runtime=stage_resources("attribution")["runtime"],
+        mem_mb=stage_mem_mb("attribution"),
+        runtime=stage_runtime("attribution"),
     params:
         method=get_attribution_method,
         sanity=config["attribution"]["sanity"],
@@ -148,6 +73,8 @@ rule attribution_aggregate:
         f"{R}/logs/attribution_aggregate.log",
     benchmark:
         f"{R}/benchmarks/attribution_aggregate.tsv"
+    conda:
+        "../envs/diffxai.yaml"
     params:
         code=get_code_hash("pipeline_attribution", "tables"),
     script:
@@ -164,6 +91,8 @@ rule attribution_plot_maps:
         f"{R}/logs/attribution_plot_maps.log",
     benchmark:
         f"{R}/benchmarks/attribution_plot_maps.tsv"
+    conda:
+        "../envs/diffxai.yaml"
     params:
         selection=ATTR_SELECTION,
         plot_images=config["attribution"]["plot_images"],
@@ -203,6 +132,8 @@ rule attribution_plot:
         f"{R}/logs/attribution_plot.log",
     benchmark:
         f"{R}/benchmarks/attribution_plot.tsv"
+    conda:
+        "../envs/diffxai.yaml"
     params:
         plots=config["plots"],
         code=get_code_hash(*ATTR_PLOT_CODE),

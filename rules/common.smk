@@ -115,3 +115,83 @@ def get_report_tables(wildcards=None):
 def get_final_outputs():
     """Targets of the default rule: every stage's outputs, plus the report's table pages."""
     return FINAL_OUTPUTS + ([f"{R}/report/tables"] if get_report_tables() else [])
+
+
+# --- attribution (rules/attribution.smk) ---
+from diffxai.pipeline_attribution import check_attribution_config
+
+try:
+    check_attribution_config(config)
+except DiffxaiError as exc:
+    sys.stderr.write(f"diffxai config error: {exc}\n")
+    sys.exit(1)
+
+ATTR_METHODS = list(config["attribution"]["methods"])
+ATTR_CODE = (
+    "attribution",
+    "evaluation",
+    "pipeline_attribution",
+    "models",
+    "batching",
+    "seeding",
+    "tables",
+)
+ATTR_PLOT_CODE = ("plots_attribution", "plots", "pipeline_attribution", "tables")
+ATTR_SELECTION = {
+    k: config["attribution"][k]
+    for k in ("steps", "max_images", "draws", "views", "output", "store_dtype")
+}
+
+
+def get_attribution_method(wildcards):
+    return config["attribution"]["methods"][wildcards.method]
+
+
+def get_attribution_jobs(kind):
+    def inner(wildcards=None):
+        return [
+            f"{R}/attribution/{m}/{c}.{kind}.parquet"
+            for m in ATTR_METHODS
+            for c in CLASSES
+        ]
+
+    return inner
+
+
+def get_attribution_maps(wildcards=None):
+    return [
+        f"{R}/maps/attribution/{m}/{c}.safetensors"
+        for m in ATTR_METHODS
+        for c in CLASSES
+    ]
+
+
+def attribution_grid_plot(method, cls):
+    path = f"{R}/plots/attribution/{method}/{cls}.png"
+    return report(
+        path,
+        caption="../report/attribution_maps.rst",
+        category="Attribution",
+        subcategory=f"maps: {method}",
+        labels={"method": method, "class": cls},
+    )
+
+
+def attribution_grid_plots():
+    return [attribution_grid_plot(m, c) for m in ATTR_METHODS for c in CLASSES]
+
+
+def attribution_stats_plot(view):
+    path = f"{R}/plots/attribution_stats_{view}.png"
+    return report(
+        path,
+        caption="../report/attribution_stats.rst",
+        category="Attribution",
+        subcategory="statistics",
+        labels={"view": view},
+    )
+
+
+def attribution_stats_plots():
+    views = config["attribution"]["views"] or config["trajectories"]["views"]
+    return {v: attribution_stats_plot(v) for v in views}

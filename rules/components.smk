@@ -24,11 +24,13 @@ rule components_baseline:
         f"{R}/logs/components_baseline.log",
     benchmark:
         f"{R}/benchmarks/components_baseline.tsv"
+    conda:
+        "../envs/diffxai.yaml"
     threads: 1
     resources:
         gpu=stage_resources("components")["gpu"],
-        mem_mb=stage_resources("components")["mem_mb"],
-        runtime=stage_resources("components")["runtime"],
+        mem_mb=stage_mem_mb("components"),
+        runtime=stage_runtime("components"),
     params:
         evaluation=config["components"]["evaluation"],
         classes=config["components"]["eval_classes"] or config["classes"],
@@ -60,11 +62,13 @@ rule components_concept:
         f"{R}/logs/components_concept/{{concept}}.log",
     benchmark:
         f"{R}/benchmarks/components_concept/{{concept}}.tsv"
+    conda:
+        "../envs/diffxai.yaml"
     threads: 1
     resources:
         gpu=stage_resources("components")["gpu"],
-        mem_mb=stage_resources("components")["mem_mb"],
-        runtime=stage_resources("components")["runtime"],
+        mem_mb=stage_mem_mb("components"),
+        runtime=stage_runtime("components"),
     params:
         components={
             k: v
@@ -107,6 +111,8 @@ rule components_aggregate:
         f"{R}/logs/components_aggregate.log",
     benchmark:
         f"{R}/benchmarks/components_aggregate.tsv"
+    conda:
+        "../envs/diffxai.yaml"
     params:
         code=get_code_hash("pipeline_components", "tables"),
     script:
@@ -148,6 +154,8 @@ rule components_plot:
         f"{R}/logs/components_plot.log",
     benchmark:
         f"{R}/benchmarks/components_plot.tsv"
+    conda:
+        "../envs/diffxai.yaml"
     params:
         plots=config["plots"],
         code=get_code_hash("pipeline_components", "plots_components", "plots"),

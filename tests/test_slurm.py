@@ -82,8 +82,10 @@ def test_tiny_run_on_slurm_equals_the_local_run(slurm_env, tiny_run, tmp_path):
     profile = yaml.safe_load(PROFILE.read_text())
     profile["default-resources"].update(slurm_partition=PARTITION, slurm_account=ACCOUNT)
     # Two threads at most, as in the local run (conftest runs it with --cores 2), so that the demo
-    # trainers compute the same models.
-    profile.update({"max-threads": 2, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 2})
+    # trainers compute the same models; fewer if the node has fewer CPUs (a job asking for more
+    # CPUs than the node has would stay pending forever).
+    threads = min(2, len(os.sched_getaffinity(0)))
+    profile.update({"max-threads": threads, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 2})
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.v8+.yaml").write_text(yaml.safe_dump(profile))
     # The tiny config, with the likelihood jobs asking SLURM for a GPU. By default only the

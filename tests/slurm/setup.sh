@@ -67,7 +67,8 @@ mkdir -p "$D"/{etc,pids,log,state,spool,mysql,run,dev,munge}
 trap 'rc=$?; [ $rc = 0 ] || "$HERE/teardown.sh" "$D"; exit $rc' EXIT
 chmod 755 "$D"
 HOST=$(hostname -s)
-CPUS=$(nproc)
+# Installed CPUs: nproc would honour OMP_NUM_THREADS, which the test process may have set.
+CPUS=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc --all)
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
 
 # Ports: far from the defaults, so that a real slurmctld/slurmd on this host is left alone.
