@@ -79,7 +79,7 @@ def test_dry_run_plans_the_foundation_jobs(tmp_path):
     assert jobs == {
         "all": 1, "models_train_ddpm": 1, "models_train_classifier": 1, "models_evaluate": 1,
         "trajectories_build": 2, "trajectories_plot": 1, "likelihood_compute": 2, "likelihood_aggregate": 1,
-        "likelihood_plot": 1,
+        "likelihood_plot": 1, "report_tables": 1,
     }  # fmt: skip
 
 

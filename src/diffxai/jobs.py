@@ -33,7 +33,9 @@ def setup_logging(path: str | None) -> None:
 def run_job(smk, fn) -> None:
     """Run ``fn(smk)`` as a Snakemake job (see module doc)."""
     setup_logging(smk.log[0] if len(smk.log) else None)
-    set_threads(smk.threads)
+    # A fixed thread count from the config, not the job's --cores share: CPU float reductions
+    # depend on the number of threads, and tables must not depend on --cores.
+    set_threads(smk.config.get("threads") or smk.threads)
     log = logging.getLogger("diffxai.job")
     started = time.time()
     log.info("rule %s wildcards %s threads %s", smk.rule, dict(smk.wildcards), smk.threads)
