@@ -152,7 +152,5 @@ def _check_semantics(config: dict, check_files: bool) -> None:
             for c in config["classes"]:
                 for f in list_images(class_folder(config, c))[: data["n_images"]]:
                     check_image(f)
-    if config["trajectories"]["mode"] == "forward" and models["diffusion"]["source"] == "demo":
-        pass
     if data["source"] == "digits" and data["channels"] != 1:
         raise DiffxaiError("config.data.channels", "digits have 1 channel")
