@@ -7,7 +7,7 @@ rule models_train_ddpm:
         f"{R}/benchmarks/models_train_ddpm.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: all_cores()
+    threads: config["models"]["threads"]
     resources:
         gpu=stage_resources("models")["gpu"],
         mem_mb=stage_mem_mb("models"),
@@ -17,6 +17,7 @@ rule models_train_ddpm:
         data=config["data"],
         seed=config["seed"],
         code=get_code_hash("models", "data", "seeding", "pipeline"),
+        torch_threads=config["models"]["threads"],
     script:
         "../scripts/models_train_ddpm.py"
 
@@ -61,7 +62,7 @@ rule models_evaluate:
         f"{R}/benchmarks/models_evaluate.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: all_cores()
+    threads: config["models"]["threads"]
     resources:
         gpu=stage_resources("models")["gpu"],
         mem_mb=stage_mem_mb("models"),
@@ -72,6 +73,7 @@ rule models_evaluate:
         data=config["data"],
         seed=config["seed"],
         code=get_code_hash("models", "sampling", "data", "pipeline", "plots", "tables"),
+        torch_threads=config["models"]["threads"],
     script:
         "../scripts/models_evaluate.py"
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diffxai.batching import batch_slices
+from diffxai.batching import map_batches
 from diffxai.errors import DiffxaiError
 from diffxai.seeding import derive_seed
 
@@ -285,20 +285,21 @@ class MapAttributor:
             raise ValueError(f"{self.spec.captum}: one seed per map is required")
         device = torch.device(device) if device is not None else inputs.device
         kw = attribute_kwargs(self.spec, inputs.shape[1:])
-        outs = []
-        for sl in batch_slices(m, batch_size or self.spec.batch_size):
-            x = inputs[sl].to(device, non_blocking=True)
-            t = target[sl].to(device, non_blocking=True)
+        seeds_t = torch.as_tensor(list(seeds) if seeds is not None else [0] * m, dtype=torch.long)
+
+        def chunk(x: torch.Tensor, t: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
             if self.spec.is_gradshap:
-                a = self._gradshap(x, t, seeds[sl])
-            elif self.spec.noise_tunnel:
+                return self._gradshap(x, t, sd.tolist()).detach()
+            if self.spec.noise_tunnel:
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    torch.manual_seed(derive_seed(seeds[sl][0], "noise-tunnel", sl.stop - sl.start))
-                    a = self.method.attribute(x, target=t, **self.spec.noise_tunnel, **kw)
-            else:
-                a = self.method.attribute(x, target=t, **kw)
-            outs.append(a.detach().to(out_device) if out_device is not None else a.detach())
-        return torch.cat(outs)
+                    torch.manual_seed(derive_seed(int(sd[0]), "noise-tunnel", len(sd)))
+                    return self.method.attribute(x, target=t, **self.spec.noise_tunnel, **kw).detach()
+            return self.method.attribute(x, target=t, **kw).detach()
+
+        # map_batches halves the chunk and retries on out-of-memory (logged); maps do not depend on
+        # the chunking except for NoiseTunnel, whose noise is drawn per chunk.
+        return map_batches(chunk, inputs, target, seeds_t, batch_size=batch_size or self.spec.batch_size,
+                           device=device, out_device=out_device)  # fmt: skip
 
     def _gradshap(self, x: torch.Tensor, target: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         """GradientSHAP of a chunk with per-map randomness identical to one-image Captum calls."""

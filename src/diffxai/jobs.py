@@ -35,7 +35,10 @@ def run_job(smk, fn) -> None:
     setup_logging(smk.log[0] if len(smk.log) else None)
     # A fixed thread count from the config, not the job's --cores share: CPU float reductions
     # depend on the number of threads, and tables must not depend on --cores.
-    set_threads((getattr(smk, "config", None) or {}).get("threads") or smk.threads)
+    # params.torch_threads (per rule) or config.threads, never the job's --cores share.
+    params = getattr(smk, "params", None)
+    fixed = getattr(params, "torch_threads", None) if params is not None else None
+    set_threads(fixed or (getattr(smk, "config", None) or {}).get("threads") or smk.threads)
     log = logging.getLogger("diffxai.job")
     started = time.time()
     log.info("rule %s wildcards %s threads %s", smk.rule, dict(smk.wildcards), smk.threads)
