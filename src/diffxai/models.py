@@ -68,8 +68,28 @@ def build_demo_unet(
     )
 
 
+class ScheduledDenoiser:
+    """What every denoiser wrapper (pixel or latent) exposes of its U-Net and noise scheduler."""
+
+    unet: torch.nn.Module
+    scheduler: object
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """ᾱ_t for t = 0..T−1, ``(T,)`` float64 on the CPU."""
+        return self.scheduler.alphas_cumprod.to(torch.float64)
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.scheduler.config.num_train_timesteps)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+
 @dataclass
-class DiffusionModel:
+class DiffusionModel(ScheduledDenoiser):
     """A noise-prediction U-Net with its scheduler.
 
     ``null_label`` is the class label of the unconditional branch (``None`` for unconditional
@@ -85,18 +105,6 @@ class DiffusionModel:
     @property
     def conditional(self) -> bool:
         return self.null_label is not None
-
-    @property
-    def alphas_cumprod(self) -> torch.Tensor:
-        return self.scheduler.alphas_cumprod.to(torch.float64)
-
-    @property
-    def num_train_timesteps(self) -> int:
-        return int(self.scheduler.config.num_train_timesteps)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
 
     def eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted noise ε̂(x, t[, label]); ``labels=None`` uses the unconditional branch."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,11 +35,13 @@ from diffxai.trajectories import forward_trajectories, reverse_trajectories
 log = logging.getLogger(__name__)
 
 
-def class_spec(config: dict, name: str) -> dict:
-    for c in config["classes"]:
+def class_spec(config: dict, name: str, classes: list[dict] | None = None, what: str = "class") -> dict:
+    """The entry named ``name`` in ``classes`` (default ``config.classes``); unknown → one-line error."""
+    classes = config["classes"] if classes is None else classes
+    for c in classes:
         if c["name"] == name:
             return c
-    raise DiffxaiError("class", f"unknown class {name!r} (config.classes has {[c['name'] for c in config['classes']]})")
+    raise DiffxaiError(what, f"unknown {what} {name!r} (known: {[c['name'] for c in classes]})")
 
 
 def diffusion_location(config: dict, demo_dir: str | None) -> str:

@@ -58,7 +58,7 @@ from diffxai.evaluation import (
 from diffxai.models import load_classifier
 from diffxai.pipeline import class_spec, classifier_spec
 from diffxai.seeding import derive_seed, make_generator
-from diffxai.tables import concat_parquet, load_arrays, provenance, save_arrays, write_parquet
+from diffxai.tables import aggregate_tables, load_arrays, provenance, save_arrays, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -317,10 +317,7 @@ def sanity_check(config: dict, method: str, traj_paths: list[str], classifier_pa
 
 def aggregate_attribution(config: dict, stats: list[str], faith: list[str], sanity: list[str],
                           out_stats: str, out_faith: str, out_sanity: str) -> None:  # fmt: skip
-    meta = provenance(config, resolve_device(config["device"]))
-    write_parquet(concat_parquet(stats), out_stats, meta)
-    write_parquet(concat_parquet(faith), out_faith, meta)
-    write_parquet(concat_parquet(sanity), out_sanity, meta)
+    aggregate_tables(config, resolve_device(config["device"]), {out_stats: stats, out_faith: faith, out_sanity: sanity})
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import torch
 from diffxai import components as cad
 from diffxai.device import resolve_device
 from diffxai.errors import DiffxaiError
-from diffxai.tables import concat_parquet, load_arrays, provenance, save_arrays, write_parquet
+from diffxai.tables import aggregate_tables, load_arrays, provenance, save_arrays, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,9 @@ def eval_classes(config: dict) -> list[dict]:
 
 
 def _concept(config: dict, name: str) -> dict:
-    for c in eval_classes(config):
-        if c["name"] == name:
-            return c
-    raise DiffxaiError("concept", f"unknown concept {name!r} (known classes: {[c['name'] for c in eval_classes(config)]})")
+    from diffxai.pipeline import class_spec
+
+    return class_spec(config, name, eval_classes(config), what="concept")
 
 
 def _is_sd(config: dict) -> bool:
@@ -256,10 +255,8 @@ def components_concept(config: dict, concept_name: str, ddpm_dir: str | None, cl
 
 def components_aggregate(config: dict, attribution: list[str], editing: list[str], counterfactual: list[str],
                          out_attribution: str, out_editing: str, out_counterfactual: str) -> None:  # fmt: skip
-    meta = provenance(config, resolve_device(config["device"]))
-    write_parquet(concat_parquet(attribution), out_attribution, meta)
-    write_parquet(concat_parquet(editing), out_editing, meta)
-    write_parquet(concat_parquet(counterfactual), out_counterfactual, meta)
+    aggregate_tables(config, resolve_device(config["device"]),
+                     {out_attribution: attribution, out_editing: editing, out_counterfactual: counterfactual})  # fmt: skip
 
 
 def components_plot(config: dict, attribution: str, editing: str, counterfactual: str, baseline_samples: str,

@@ -43,7 +43,7 @@ from diffxai.saliency import (
     sd_denoiser,
 )
 from diffxai.seeding import make_generator
-from diffxai.tables import concat_parquet, load_arrays, provenance, save_arrays, write_parquet
+from diffxai.tables import aggregate_tables, load_arrays, provenance, save_arrays, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def compute_saliency(config: dict, method: str, cls_name: str, ddpm_dir: str | N
 
 
 def aggregate_saliency(config: dict, inputs: list[str], out_path: str) -> None:
-    write_parquet(concat_parquet(inputs), out_path, provenance(config, resolve_device(config["device"])))
+    aggregate_tables(config, resolve_device(config["device"]), {out_path: inputs})
 
 
 def plot_saliency(config: dict, table: str, map_paths: list[str], out_overlays: str, out_layers: str, out_auc: str) -> None:

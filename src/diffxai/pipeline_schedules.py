@@ -98,10 +98,9 @@ def stage_classes(config: dict) -> list[dict]:
 
 
 def stage_class(config: dict, name: str) -> dict:
-    for c in stage_classes(config):
-        if c["name"] == name:
-            return c
-    raise DiffxaiError("class", f"unknown class {name!r} (have {[c['name'] for c in stage_classes(config)]})")
+    from diffxai.pipeline import class_spec
+
+    return class_spec(config, name, stage_classes(config))
 
 
 def pair_id(a: str, b: str) -> str:

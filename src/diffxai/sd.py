@@ -31,14 +31,14 @@ import torch
 
 from diffxai.batching import batch_slices
 from diffxai.errors import DiffxaiError
-from diffxai.models import _hub_offline
+from diffxai.models import ScheduledDenoiser, _hub_offline
 from diffxai.seeding import make_generator
 
 SCHEDULERS = ("dpmsolver++", "ddim", "ddpm")
 
 
 @dataclass
-class SDModel:
+class SDModel(ScheduledDenoiser):
     """The components of a Stable Diffusion pipeline, in eval mode with gradients disabled on weights.
 
     Inputs keep flowing gradients (``eps`` / ``decode`` are not wrapped in ``no_grad``), so
@@ -54,19 +54,6 @@ class SDModel:
     source: str = ""
 
     # ---------------------------------------------------------------- properties
-    @property
-    def alphas_cumprod(self) -> torch.Tensor:
-        """ᾱ_t for t = 0..T−1, ``(T,)`` float64 on the CPU."""
-        return self.scheduler.alphas_cumprod.to(torch.float64)
-
-    @property
-    def num_train_timesteps(self) -> int:
-        return int(self.scheduler.config.num_train_timesteps)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
     @property
     def dtype(self) -> torch.dtype:
         """The U-Net's weight dtype (float32, or float16 when loaded so)."""

@@ -114,6 +114,14 @@ def concat_parquet(paths: list[str | Path]) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
+def aggregate_tables(config: dict, device, outputs: dict[str, list[str | Path]]) -> None:
+    """Concatenate per-job tables into aggregate tables: ``{out_path: [job tables...]}``, one
+    provenance for all."""
+    meta = provenance(config, device)
+    for out, inputs in outputs.items():
+        write_parquet(concat_parquet(inputs), out, meta)
+
+
 def save_arrays(path: str | Path, arrays: dict[str, torch.Tensor], meta: dict | None = None) -> None:
     """Save named tensors as safetensors (contiguous CPU copies), JSON-encoded metadata, atomically."""
     from safetensors.torch import save_file
