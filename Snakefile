@@ -3,7 +3,15 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+include: "rules/config.smk"
+
+
+# The demo config is the default; a config given with --configfile replaces it (whatever that
+# file leaves out takes the schema's defaults) instead of being merged into the demo's values.
+if not workflow.overwrite_configfiles:
+    check_config_file("config/config.yaml")
+
+    configfile: "config/config.yaml"
 
 
 report: "report/workflow.rst"

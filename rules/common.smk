@@ -1,27 +1,11 @@
-import os
-import sys
-from pathlib import Path
-
 from snakemake.exceptions import WorkflowError
 
-# The library lives in src/; make it importable here and in every script's process.
-SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(
-        [SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    )
-)
-
-from diffxai.config import validate_config
-from diffxai.errors import DiffxaiError
+# rules/config.smk (included first) put src/ on the path.
+from diffxai.config import check_config
 from diffxai.tables import source_hash
 
-try:
-    validate_config(config)
-except DiffxaiError as exc:
-    sys.stderr.write(f"diffxai config error: {exc}\n")
-    sys.exit(1)
+# Schema, defaults and every stage's checks, before any job is planned.
+or_exit(check_config, config)
 
 R = f"results/{config['experiment']}"
 CLASSES = [c["name"] for c in config["classes"]]
@@ -118,14 +102,6 @@ def get_final_outputs():
 
 
 # --- attribution (rules/attribution.smk) ---
-from diffxai.pipeline_attribution import check_attribution_config
-
-try:
-    check_attribution_config(config)
-except DiffxaiError as exc:
-    sys.stderr.write(f"diffxai config error: {exc}\n")
-    sys.exit(1)
-
 ATTR_METHODS = list(config["attribution"]["methods"])
 ATTR_CODE = (
     "attribution",

@@ -1,12 +1,4 @@
 COMPONENT_CONCEPTS = list(config["components"]["concepts"])
-if "components" in config["stages"] and COMPONENT_CONCEPTS:
-    from diffxai.pipeline_components import check_components_config
-
-    try:
-        check_components_config(config)
-    except DiffxaiError as exc:
-        sys.stderr.write(f"diffxai config error: {exc}\n")
-        sys.exit(1)
 
 
 wildcard_constraints:

@@ -1,11 +1,4 @@
-from diffxai.pipeline_saliency import check_saliency_config, saliency_classes
-
-if "saliency" in config["stages"]:
-    try:
-        check_saliency_config(config)
-    except DiffxaiError as exc:
-        sys.stderr.write(f"diffxai config error: {exc}\n")
-        sys.exit(1)
+from diffxai.pipeline_saliency import saliency_classes
 
 SALIENCY_METHODS = config["saliency"]["methods"]
 SALIENCY_CLASSES = saliency_classes(config)

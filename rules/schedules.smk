@@ -1,15 +1,4 @@
-from diffxai.pipeline_schedules import (
-    check_schedules_config,
-    commitment_pairs,
-    pair_id,
-    stage_classes,
-)
-
-try:
-    check_schedules_config(config)
-except DiffxaiError as exc:
-    sys.stderr.write(f"diffxai config error: {exc}\n")
-    sys.exit(1)
+from diffxai.pipeline_schedules import commitment_pairs, pair_id, stage_classes
 
 SCHEDULES = [s["name"] for s in config["schedules"]["schedules"]]
 COMMIT_PAIRS = {pair_id(a, b): [a, b] for a, b in commitment_pairs(config)}

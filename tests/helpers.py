@@ -6,6 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+
+TINY = Path(__file__).resolve().parent / "configs" / "tiny.yaml"
+
+
+def tiny_config(**overrides) -> dict:
+    """tests/configs/tiny.yaml as a dict, top-level keys replaced by ``overrides``."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg.update(overrides)
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
 
 def build_tiny_pixel_ddpm(path: Path, image_size: int = 16, channels: int = 3, n_classes: int | None = None) -> Path:

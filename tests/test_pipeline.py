@@ -1,5 +1,5 @@
-"""End-to-end runs of the DAG: the tiny digits config, a poster-like config on tiny checkpoints,
-a dry run's planned jobs, and bad input stopping before any job starts."""
+"""End-to-end runs of the DAG: the tiny digits config, a poster-like config on tiny checkpoints and
+a dry run's planned jobs (bad input: tests/test_bad_input.py)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,14 @@ import re
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 from conftest import TINY, run_snakemake
-from helpers import build_tiny_pixel_ddpm, build_tiny_resnet_state_dict, write_image_folder
+from helpers import build_tiny_pixel_ddpm, build_tiny_resnet_state_dict, tiny_config, write_config, write_image_folder
 
 from diffxai.likelihood import INTERVAL_COLUMNS, LIKELIHOOD_COLUMNS
 from diffxai.tables import read_metadata
 
 FOUNDATION = ["models", "trajectories", "likelihood"]
-
-
-def tiny_config(**overrides) -> dict:
-    cfg = yaml.safe_load(TINY.read_text())
-    cfg.update(overrides)
-    return cfg
-
-
-def write_config(path, cfg) -> str:
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def test_tiny_run_writes_the_contract_tables(tiny_run):
@@ -81,59 +69,6 @@ def test_dry_run_plans_the_foundation_jobs(tmp_path):
         "trajectories_build": 2, "trajectories_plot": 1, "likelihood_compute": 2, "likelihood_aggregate": 1,
         "likelihood_plot": 1, "report_tables": 1,
     }  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "change, field",
-    [
-        ({"noise": {"n_levls": 5}}, "config.noise.n_levls"),
-        ({"noise": {"n_levels": "many"}}, "config.noise.n_levels"),
-        ({"classes": [{"name": "digit_3", "index": 12}]}, "config.classes[0].index"),
-        ({"classes": []}, "config.classes"),
-        ({"classes": [{"name": "a", "index": 1}, {"name": "a", "index": 2}]}, "config.classes[1].name"),
-        ({"data": {"source": "folder", "root": "/nonexistent/photos", "channels": 3}, "models": {
-            "diffusion": {"source": "pretrained", "id": "/nonexistent/ddpm"}, "classifier": {"source": "torchvision"}},
-          "classes": [{"name": "tiger", "index": 292}]}, "/nonexistent/ddpm"),
-        ({"models": {"classifier": {"source": "state_dict", "path": "/nonexistent/clf.pt"}}}, "/nonexistent/clf.pt"),
-    ],
-)  # fmt: skip
-def test_bad_config_stops_before_any_job(tmp_path, change, field):
-    cfg = tiny_config()
-    for key, val in change.items():
-        if isinstance(val, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **val}
-        else:
-            cfg[key] = val
-    path = write_config(tmp_path / "bad.yaml", cfg)
-    proc = run_snakemake(tmp_path, "--cores", "1", configfile=path, check=False)
-    assert proc.returncode != 0
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("diffxai config error")]
-    assert len(lines) == 1 and field in lines[0], proc.stderr[-2000:]
-    assert not (tmp_path / "results").exists(), "no job may start on bad input"
-
-
-@pytest.mark.parametrize("problem", ["missing_folder", "empty_folder", "unreadable"])
-def test_bad_image_folders_name_the_path(tmp_path, problem):
-    root = write_image_folder(tmp_path / "photos", ["tiger"], n=1)
-    if problem == "missing_folder":
-        bad = root / "lion"
-    elif problem == "empty_folder":
-        bad = root / "lion"
-        bad.mkdir()
-    else:
-        bad = root / "lion"
-        bad.mkdir()
-        (bad / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    cfg = tiny_config(
-        data={"source": "folder", "root": str(root), "channels": 3, "image_size": 16, "n_images": 1},
-        models={"diffusion": {"source": "pretrained", "id": "google/ddpm-cat-256"},
-                "classifier": {"source": "torchvision", "arch": "resnet18"}},
-        classes=[{"name": "tiger", "index": 292}, {"name": "lion", "index": 291}],
-    )  # fmt: skip
-    proc = run_snakemake(tmp_path, "-n", "--cores", "1", configfile=write_config(tmp_path / "c.yaml", cfg), check=False)
-    assert proc.returncode != 0
-    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("diffxai config error")][0]
-    assert str(bad) in line
 
 
 def test_poster_config_on_tiny_checkpoints(tmp_path, monkeypatch):

@@ -89,6 +89,40 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, check_f
     return config
 
 
+def check_config(config: dict, check_files: bool = True) -> dict:
+    """Everything the Snakefile checks before planning a job: :func:`validate_config` and every
+    stage's own checks (classes, steps, schedules, concepts, ...). Used by the Snakefile and by
+    ``diffxai check``, so both always agree. Raises :class:`DiffxaiError`; returns ``config``."""
+    from diffxai.pipeline_attribution import check_attribution_config
+    from diffxai.pipeline_components import check_components_config
+    from diffxai.pipeline_saliency import check_saliency_config
+    from diffxai.pipeline_schedules import check_schedules_config
+
+    validate_config(config, check_files=check_files)
+    check_attribution_config(config)
+    check_schedules_config(config)
+    if "saliency" in config["stages"]:
+        check_saliency_config(config)
+    if "components" in config["stages"] and config["components"]["concepts"]:
+        check_components_config(config)
+    return config
+
+
+def num_timesteps(config: dict) -> int:
+    """T of the experiment's diffusion model: the demo's setting, or a local pipeline's scheduler
+    config (hub ids are read only when a job loads them; until then the config's value)."""
+    dm = config["models"]["diffusion"]
+    sched = Path(str(dm.get("id") or "")) / "scheduler" / "scheduler_config.json"
+    if dm["source"] != "demo" and sched.is_file():
+        import json
+
+        try:
+            return int(json.loads(sched.read_text())["num_train_timesteps"])
+        except (ValueError, KeyError, TypeError):
+            raise DiffxaiError(str(sched), "cannot read num_train_timesteps") from None
+    return int(dm["num_train_timesteps"])
+
+
 def n_classifier_classes(config: dict) -> int:
     clf = config["models"]["classifier"]
     if clf["source"] == "demo":
@@ -125,6 +159,11 @@ def _check_semantics(config: dict, check_files: bool) -> None:
         if c["index"] >= n:
             raise DiffxaiError(f"config.classes[{i}].index", f"unknown class {c['index']}: the classifier has {n} classes")
     models, data = config["models"], config["data"]
+    T = num_timesteps(config)
+    if config["noise"]["n_levels"] > T:
+        raise DiffxaiError("config.noise.n_levels", f"{config['noise']['n_levels']} must be in [2, {T}] (the model's timesteps)")
+    if "saliency" in config["stages"] and config["saliency"]["sampling_steps"] > T:
+        raise DiffxaiError("config.saliency.sampling_steps", f"{config['saliency']['sampling_steps']} must be in [2, {T}]")
     if models["diffusion"]["source"] == "demo":
         if data["source"] != "digits":
             raise DiffxaiError("config.models.diffusion.source", "the demo model trains on digits: set data.source: digits")

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from diffxai.errors import DiffxaiError
+from diffxai.errors import DiffxaiError, require_finite, short_error
 from diffxai.seeding import make_generator
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,16 @@ class DiffusionModel(ScheduledDenoiser):
         return self.null_label is not None
 
     def eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted noise ε̂(x, t[, label]); ``labels=None`` uses the unconditional branch."""
+        """Predicted noise ε̂(x, t[, label]); ``labels=None`` uses the unconditional branch.
+        NaN/Inf output is a one-line :class:`DiffxaiError` naming the checkpoint."""
         if self.conditional:
             if labels is None:
                 labels = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
-            return self.unet(x, t, class_labels=labels).sample
-        return self.unet(x, t).sample
+            out = self.unet(x, t, class_labels=labels).sample
+        else:
+            out = self.unet(x, t).sample
+        require_finite(out.detach(), f"diffusion model {self.source}".strip(), "noise predictions")
+        return out
 
     def eps_guided(self, x, t, labels, guidance: float) -> torch.Tensor:
         """Classifier-free guided noise ε_u + w (ε_c − ε_u), both branches in one batched forward."""
@@ -128,8 +132,10 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
-def load_diffusion(id_or_path: str, device: torch.device | str = "cpu") -> DiffusionModel:
+def load_diffusion(id_or_path: str, device: torch.device | str = "cpu", channels: int | None = None) -> DiffusionModel:
     """Load a diffusers pixel-space pipeline (``unet`` + ``scheduler``) from a hub id or local dir.
+
+    ``channels``: the data's channel count; a U-Net built for another count is a one-line error.
 
     Honours the Hugging Face cache and ``HF_HUB_OFFLINE``; local directories never touch the
     network. Weights are read from safetensors when the checkpoint has them.
@@ -145,8 +151,10 @@ def load_diffusion(id_or_path: str, device: torch.device | str = "cpu") -> Diffu
         unet = UNet2DModel.from_pretrained(id_or_path, subfolder="unet", **kw)
         scheduler = DDPMScheduler.from_pretrained(id_or_path, subfolder="scheduler", **kw)
     except Exception as exc:  # diffusers raises several types for missing/corrupt files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DiffxaiError(id_or_path, f"cannot load diffusion pipeline: {msg}") from None
+        raise DiffxaiError(id_or_path, f"cannot load diffusion pipeline: {short_error(exc)}") from None
+    if channels is not None and unet.config.in_channels != channels:
+        raise DiffxaiError(id_or_path, f"the U-Net takes {unet.config.in_channels}-channel images "
+                                       f"but config.data.channels is {channels}")  # fmt: skip
     null_label = None
     meta = path / DEMO_META
     if local and meta.is_file():
@@ -272,9 +280,10 @@ class Classifier(nn.Module):
     CenterCrop(224), ImageNet mean/std, done on tensors so gradients flow to the input.
     """
 
-    def __init__(self, net: nn.Module, preprocess: str = "none", n_classes: int | None = None):
+    def __init__(self, net: nn.Module, preprocess: str = "none", n_classes: int | None = None, source: str = ""):
         super().__init__()
         self.net = net
+        self.source = source  # the checkpoint (or torchvision weights) named in errors
         self.preprocess = preprocess
         self.n_classes = n_classes
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -293,8 +302,11 @@ class Classifier(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_classes)`` for images ``(B, C, H, W)`` in [-1, 1]."""
-        return self.net(self.prepare(x))
+        """Logits ``(B, n_classes)`` for images ``(B, C, H, W)`` in [-1, 1]; NaN/Inf logits are a
+        one-line :class:`DiffxaiError` naming the checkpoint, never a silent NaN in a table."""
+        logits = self.net(self.prepare(x))
+        require_finite(logits.detach(), f"classifier {self.source}".strip(), "logits")
+        return logits
 
 
 def train_demo_classifier(
@@ -365,7 +377,7 @@ def load_classifier(spec: dict, device: torch.device | str = "cpu") -> Classifie
                 meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
             net = DemoCNN(meta["n_classes"], meta["in_channels"], meta["width"])
             net.load_state_dict(_read_state_dict(path))
-            clf = Classifier(net, "none", meta["n_classes"])
+            clf = Classifier(net, "none", meta["n_classes"], source=str(path))
         else:
             import torchvision
 
@@ -381,11 +393,12 @@ def load_classifier(spec: dict, device: torch.device | str = "cpu") -> Classifie
             else:
                 raise DiffxaiError("config.models.classifier.source", f"unknown source {source!r}")
             n_out = net.fc.out_features if hasattr(net, "fc") else spec.get("num_classes", 1000)
-            clf = Classifier(net, "imagenet", n_out)
+            where = spec["path"] if source == "state_dict" else f"{arch} {spec.get('weights', 'DEFAULT')}"
+            clf = Classifier(net, "imagenet", n_out, source=str(where))
     except DiffxaiError:
         raise
     except Exception as exc:
         where = str(spec.get("path") or spec.get("arch"))
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DiffxaiError(where, f"cannot load classifier: {msg[:200]}") from None
+        arch_name = "DemoCNN" if source == "demo" else spec.get("arch", "resnet18")
+        raise DiffxaiError(where, f"cannot load classifier ({arch_name}): {short_error(exc)}") from None
     return clf.eval().requires_grad_(False).to(device)

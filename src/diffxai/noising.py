@@ -14,10 +14,10 @@ import torch
 from diffxai.errors import DiffxaiError
 
 
-def level_timesteps(num_train_timesteps: int, n_levels: int) -> np.ndarray:
+def level_timesteps(num_train_timesteps: int, n_levels: int, field: str = "config.noise.n_levels") -> np.ndarray:
     """``n_levels`` timesteps from ``T-1`` (step 0, noisiest) down to 0 (step S-1), strictly decreasing."""
     if n_levels < 2 or n_levels > num_train_timesteps:
-        raise DiffxaiError("config.noise.n_levels", f"{n_levels} must be in [2, {num_train_timesteps}]")
+        raise DiffxaiError(field, f"{n_levels} must be in [2, {num_train_timesteps}] (the model's timesteps)")
     return np.rint(np.linspace(num_train_timesteps - 1, 0, n_levels)).astype(np.int64)
 
 

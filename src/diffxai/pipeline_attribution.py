@@ -71,8 +71,10 @@ LAYOUT = "maps: (N images, K draws, S selected steps, V views, H, W); channels s
 
 
 def check_attribution_config(config: dict) -> None:
-    """Up-front checks of ``config.attribution`` beyond the schema (methods and their parameters)."""
+    """Up-front checks of ``config.attribution`` beyond the schema (methods and their parameters,
+    steps within the trajectories' ``noise.n_levels`` steps)."""
     build_methods(config["attribution"]["methods"])
+    select_steps(config["attribution"]["steps"], config["noise"]["n_levels"])
 
 
 def select_steps(steps, n_steps: int, where: str = "config.attribution.steps") -> list[int]:

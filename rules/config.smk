@@ -1,0 +1,30 @@
+import os
+import sys
+from pathlib import Path
+
+# The library lives in src/; make it importable here and in every script's process.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+)
+
+from diffxai.config import load_config
+from diffxai.errors import DiffxaiError
+
+
+def or_exit(check, *args):
+    """Run a config check; a DiffxaiError becomes one line on stderr and exit status 1."""
+    try:
+        return check(*args)
+    except DiffxaiError as exc:
+        sys.stderr.write(f"diffxai config error: {exc}\n")
+        sys.exit(1)
+
+
+def check_config_file(path):
+    """One line naming the file (and line) for a missing or malformed config file, before
+    Snakemake's own loader reports it without the file name."""
+    or_exit(load_config, path)

@@ -1,0 +1,3 @@
+from diffxai.cli import main
+import sys
+sys.exit(main())
