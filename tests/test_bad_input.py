@@ -66,6 +66,7 @@ CONFIG_CASES = {
                                     "config.schedules.commitment.schedules[0]"),
     "unknown_concept": ({"components": {"concepts": ["digit_9"]}}, "config.components.concepts[0]"),
     "experiment_escapes_results": ({"experiment": "../elsewhere"}, "config.experiment"),
+    "class_name_escapes_results": ({"classes": [{"name": "../../x", "index": 3}]}, "config.classes[0].name"),
     "missing_classifier_checkpoint": ({"models": {"classifier": {"source": "state_dict", "path": "/nonexistent/clf.pt"}}},
                                       "/nonexistent/clf.pt"),
     "missing_diffusion_checkpoint": (

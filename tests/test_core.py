@@ -127,6 +127,21 @@ def test_image_modes_are_converted(tmp_path):
     assert x[:, :3, :].mean() > 0.5 and x[:, -3:, :].mean() < -0.5  # stripe moved to the top
 
 
+def test_sixteen_bit_and_transparent_images_keep_their_values(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(tmp_path / "mid16.png")  # half of 65535
+    assert abs(load_image(tmp_path / "mid16.png", 8, 1).mean().item()) < 0.01
+    Image.fromarray(np.full((8, 8), 4096, np.uint16)).save(tmp_path / "dark16.png")  # dark stays dark
+    assert load_image(tmp_path / "dark16.png", 8, 1).mean().item() < -0.8
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = 17  # hidden colour under a fully transparent left half
+    rgba[:, 4:, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "half.png")
+    x = load_image(tmp_path / "half.png", 8, 3)
+    assert torch.allclose(x[:, :, :3], torch.ones(1)) and x[:, :, 5:].max() < -0.8
+
+
 def test_bad_images_name_the_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DiffxaiError, match="no images"):

@@ -83,15 +83,20 @@ def check_image(path: str | Path) -> None:
 
 def load_image(path: str | Path, image_size: int, channels: int = 3) -> torch.Tensor:
     """Read one image as ``(C, S, S)`` in [-1, 1]: EXIF orientation applied, any mode converted
-    (grayscale, RGBA, 16-bit, palette), shorter side resized to ``image_size``, centre-cropped."""
+    (grayscale, 16-bit: full range 0..65535 kept, palette; transparency composited over white),
+    shorter side resized to ``image_size``, centre-cropped."""
     from PIL import Image, ImageOps
 
     check_image(path)
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im)
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float32)
-            im = Image.fromarray((arr / max(arr.max(), 1.0) * 255).astype(np.uint8))
+            arr = np.asarray(im, dtype=np.float64)
+            full = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+            im = Image.fromarray(np.rint(np.clip(arr / full, 0, 1) * 255).astype(np.uint8))
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            rgba = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
         im = im.convert("RGB" if channels == 3 else "L")
         w, h = im.size
         scale = image_size / min(w, h)
