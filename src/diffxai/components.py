@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from diffxai.batching import batch_slices
+from diffxai.batching import iter_batches, map_batches
 from diffxai.errors import DiffxaiError
 from diffxai.seeding import make_generator
 
@@ -305,7 +305,7 @@ def erase_items(model: ConceptModel, x_t: torch.Tensor, timesteps: torch.Tensor,
     x = x_t.reshape(n * s, *x_t.shape[2:]).to(model.device)
     t = torch.as_tensor(timesteps, dtype=torch.long).to(model.device).repeat(n)
     cond, null = model.cond(concept, n * s), model.null(n * s)
-    target = torch.cat([model.eps(x[sl], t[sl], null[sl]) for sl in batch_slices(len(x), batch_size)])
+    target = map_batches(model.eps, x, t, null, batch_size=batch_size, out_device=None, label="erase target")
     return ObjectiveItems("erase", x, t, cond, target, null)
 
 
@@ -343,8 +343,9 @@ def objective_terms(model: ConceptModel, items: ObjectiveItems, refresh_target: 
 @torch.no_grad()
 def objective_value(model: ConceptModel, items: ObjectiveItems, batch_size: int, refresh_target: bool = False) -> float:
     """``J`` = sum of :func:`objective_terms` over all items, in batches."""
-    return float(sum(objective_terms(model, items.subset(sl), refresh_target).double().sum()
-                     for sl in batch_slices(len(items), batch_size)))  # fmt: skip
+    chunks = iter_batches(lambda sl: objective_terms(model, items.subset(sl), refresh_target).double().sum(),
+                          len(items), batch_size, label="objective")  # fmt: skip
+    return float(sum(out for _, out in chunks))
 
 
 @contextmanager
@@ -366,21 +367,25 @@ def attribute(model: ConceptModel, items: ObjectiveItems, params: dict[str, torc
     """Attributions ``a = w · ∂J/∂w`` for every weight of ``params`` (same shapes, float32, on CPU).
 
     The gradient of ``J`` (a sum over items) is accumulated over batches of ``batch_size`` items:
-    one forward and one backward per batch. Returns ``(attributions, J)``. Model weights and
-    their ``.grad`` are left untouched.
+    one forward and one backward per batch (an out-of-memory error halves the batch and retries the
+    chunk; a chunk's gradient is added only once it succeeded). Returns ``(attributions, J)``.
+    Model weights and their ``.grad`` are left untouched.
     """
     names = list(params)
     tensors = [params[n] for n in names]
     acc = [torch.zeros_like(p, dtype=torch.float64) for p in tensors]  # float64: order-independent sums
     total = 0.0
+
+    def chunk(sl: slice):  # autograd.grad does not touch .grad: a chunk retried after out-of-memory is safe
+        j = objective_terms(model, items.subset(sl)).sum()
+        return torch.autograd.grad(j, tensors, allow_unused=True), j.detach()
+
     with _grad_enabled_for(params):
-        for sl in batch_slices(len(items), batch_size):
-            j = objective_terms(model, items.subset(sl)).sum()
-            grads = torch.autograd.grad(j, tensors, allow_unused=True)
-            for a, g in zip(acc, grads):
+        for _, (grads, j) in iter_batches(chunk, len(items), batch_size, label="attribution"):
+            for a, g in zip(acc, grads):  # accumulate only once the chunk succeeded
                 if g is not None:
                     a.add_(g.double())
-            total += float(j.detach())
+            total += float(j)
     return {n: (p.detach().double() * g).float().cpu() for n, p, g in zip(names, tensors, acc)}, total
 
 

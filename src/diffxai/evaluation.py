@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from diffxai.batching import batch_slices
+from diffxai.batching import BatchSize, iter_batches
 
 STAT_COLUMNS = ["total_abs", "positive_fraction", "entropy", "gini", "top10_mass", "centroid_x", "centroid_y"]
 LOCALISATION_COLUMNS = ["mask_share", "mask_area", "pointing_hit"]
@@ -189,7 +189,7 @@ def deletion_insertion(
             caller can look up that row's target). E.g. the softmax probability of the class.
         n_points: points per curve, pixel counts evenly spaced from 0 to H·W.
         batch_size: perturbed images per ``score`` call (all maps × curve points are
-            flattened and scored in chunks of this size).
+            flattened and scored in chunks of this size; halved and retried on out-of-memory).
     Returns:
         ``{"deletion_auc": (B,), "deletion_curve": (B, P), "insertion_auc": ..., ...}`` on the
         images' device (float32), for the requested ``metrics``.
@@ -205,12 +205,14 @@ def deletion_insertion(
     counts = curve_counts(h * w, n_points).to(device)
     blurred = gaussian_blur(images, blur_kernel, blur_sigma) if "insertion" in metrics else None
     total = b * n_points
+    size = BatchSize(batch_size)  # a halving after out-of-memory carries over to the next metric
     out = {}
     for metric in metrics:
         if metric not in ("deletion", "insertion"):
             raise ValueError(f"unknown metric {metric!r} (deletion, insertion)")
         scores = torch.empty(total, device=device, dtype=torch.float32)
-        for sl in batch_slices(total, batch_size):
+
+        def chunk(sl: slice, metric: str = metric) -> torch.Tensor:
             flat = torch.arange(sl.start, sl.stop, device=device)
             src, pt = flat // n_points, flat % n_points
             # pixel is "moved" (deleted / inserted) when its rank is below the point's count
@@ -219,7 +221,10 @@ def deletion_insertion(
                 x = images[src] * (1 - moved) + substrate * moved
             else:
                 x = blurred[src] * (1 - moved) + images[src] * moved
-            scores[sl] = score(x, src).float()
+            return score(x, src).float()
+
+        for sl, vals in iter_batches(chunk, total, size, what="perturbed inputs", label=metric):
+            scores[sl] = vals
         curves = scores.view(b, n_points)
         out[f"{metric}_curve"] = curves
         out[f"{metric}_auc"] = normalised_auc(curves)

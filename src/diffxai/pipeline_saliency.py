@@ -22,10 +22,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pandas as pd
 import torch
 
+from diffxai.batching import Progress, map_batches
 from diffxai.config import diffusion_label
 from diffxai.device import resolve_device
 from diffxai.errors import DiffxaiError
@@ -176,7 +178,8 @@ def _sd_trajectory(config: dict, cls: dict, device, check) -> Explained:
         cond = model.encode_prompts([prompt])
         uncond = model.encode_prompts([s["negative_prompt"]])
         x0 = res["x0_pred"][:, steps]
-        display = torch.cat([model.decode(z.to(device)).float().cpu() for z in x0.reshape(-1, *x0.shape[2:]).split(8)])
+        display = map_batches(lambda z: model.decode(z).float(), x0.reshape(-1, *x0.shape[2:]), batch_size=8,
+                              device=device, what="latents", label="decoding x0_pred")  # fmt: skip
     display = display.view(n, len(steps), *display.shape[1:])
 
     def denoiser(j: int) -> Denoiser:
@@ -201,6 +204,11 @@ def explained_states(config: dict, cls: dict, ddpm_dir: str | None, device, chec
 # --------------------------------------------------------------------------------------------
 # The job
 # --------------------------------------------------------------------------------------------
+
+
+def _cam_maps(den: Denoiser, layers: list[str], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    res = df_cam(den, x, layers)
+    return res.map, res.layer_maps
 
 
 def _stat_rows(maps: torch.Tensor, base: list[dict], layer: str) -> list[dict]:
@@ -243,6 +251,7 @@ def compute_saliency(config: dict, method: str, cls_name: str, ddpm_dir: str | N
     rows: list[dict] = []
     eval_kw = dict(n_points=ev["n_points"], score=ev["score"], target=ev["target"], blur_kernel=ev["blur_kernel"],
                    blur_sigma=ev["blur_sigma"], data_range=ev["data_range"], batch_size=ev["batch_size"])  # fmt: skip
+    rise_progress = Progress(n * k, "maps", f"dfrise {cls_name}")  # one DF-RISE map per (sample, step)
     for j, t in enumerate(ex.timesteps):
         step = int(s["steps"][j])
         den = ex.denoiser(j)
@@ -257,9 +266,10 @@ def compute_saliency(config: dict, method: str, cls_name: str, ddpm_dir: str | N
                               early_stop_tol=r["early_stop_tol"], check_every=r["check_every"],
                               estimator=r["estimator"])  # fmt: skip
                 maps[i, j], used[i, j] = res.map, res.n_masks_used
-        else:
-            res = df_cam(den, x, layers)
-            maps[:, j], layer_maps[:, j] = res.map, res.layer_maps
+                rise_progress.advance(1)
+        else:  # all samples in one pass; an out-of-memory error splits them (maps are per sample)
+            maps[:, j], layer_maps[:, j] = map_batches(partial(_cam_maps, den, layers), x, batch_size=n,
+                                                       what="samples", label="df_cam", progress=False)  # fmt: skip
         t_map = time.time() - t0
         rnd = random_maps(size, [make_generator(seed, STAGE, "random", cls_name, i, step) for i in range(n)])
         di = deletion_insertion(den, torch.cat([x, x]), torch.cat([maps[:, j], rnd]), **eval_kw)

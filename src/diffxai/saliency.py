@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from diffxai.batching import batch_slices
+from diffxai.batching import BatchSize, Progress, batch_slices, map_batches
 from diffxai.errors import DiffxaiError
 
 SSIM_WINDOW = 15
@@ -388,7 +388,8 @@ def df_rise(
         generator: seeded generator on the compute device (masks are drawn on its device).
         n_masks: N (paper: 500); ``p``: keep probability (paper: 0.5).
         mask: ``pixel`` (full-resolution Bernoulli, shared across channels) or ``grid``.
-        batch_size: masks per denoiser forward.
+        batch_size: masks drawn per chunk and per denoiser forward (an out-of-memory error
+            splits the forward passes, never the mask draw: the masks stay the same).
         reference: ``(C, H, W)`` what ε̂(M ⊙ x_t) is compared with; default ε̂(x_t) (the
             paper). The authors' code compared with the next latent x_{t−1}: pass it here.
         early_stop_tol: stop once the normalised running map changed by less than this (max
@@ -413,14 +414,23 @@ def df_rise(
         kept = torch.zeros_like(acc)  # Σ M
         s_sum = torch.zeros_like(acc)  # Σ S
         used, next_check, prev = 0, check_every, None
+        # Masks are drawn in chunks of batch_size (the same masks whatever happens next); each
+        # chunk's forward passes go through map_batches, so an out-of-memory error splits them
+        # (the halved size sticks for the later chunks) instead of changing the masks.
+        fwd_size = BatchSize(batch_size)
+        progress = Progress(n_masks, "masks", "df_rise")
+
+        def structure(mb: torch.Tensor) -> torch.Tensor:
+            return local_structure(ref, denoiser(mb * x).float(), data_range=data_range)  # b, H, W
+
         for m in mask_stream(n_masks, tuple(x.shape[-2:]), p, generator, batch_size, mask, grid_size):
-            eps = denoiser(m * x).float()
-            s = local_structure(ref, eps, data_range=data_range)  # b, H, W
+            s = map_batches(structure, m, batch_size=fwd_size, out_device=None, label="df_rise", progress=False)
             acc += (m[:, 0].double() * s.double()).sum(0)
             if estimator != "sum":
                 kept += m[:, 0].double().sum(0)
                 s_sum += s.double().sum(0)
             used += m.shape[0]
+            progress.advance(m.shape[0])
             if early_stop_tol is not None and used >= next_check and used < n_masks:
                 cur = minmax(_rise_estimate(estimator, acc, kept, s_sum, used).clamp_min(0).float())
                 if prev is not None and (cur - prev).abs().max().item() < early_stop_tol:
@@ -630,8 +640,9 @@ def deletion_insertion(
 
     check_eval_args(n_points, score, target)
     x = x_t.to(denoiser.device, torch.float32)
-    with torch.no_grad():
-        ref = denoiser.output(x, target)
+    with torch.no_grad():  # the intact inputs in one pass (split only by an out-of-memory error)
+        ref = map_batches(lambda xb: denoiser.output(xb, target), x, batch_size=max(1, x.shape[0]), out_device=None,
+                          label="deletion/insertion reference", progress=False)  # fmt: skip
 
         def score_fn(xb: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
             return _score(denoiser.output(xb, target), ref[src], score, data_range)

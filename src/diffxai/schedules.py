@@ -27,7 +27,8 @@ formula had no collision. :attr:`Schedule.n_moved` counts the steps the rule mov
 **Generation.** :func:`generate` runs DDIM (η = 0, :func:`diffxai.sampling.ddim_sample`) or a
 diffusers scheduler that takes custom timesteps (``ddpm``: DDPMScheduler, ``dpmsolver++``:
 DPMSolverMultistepScheduler) on any such list, batched over samples, and records the
-denoiser's x̂0 at every step. Labels may be per sample ``(B,)`` or per step ``(B, S)``; the
+denoiser's x̂0 at every step. All samplers share one loop (:func:`diffxai.sampling.sample_chunks`);
+only the per-step update differs. Labels may be per sample ``(B,)`` or per step ``(B, S)``; the
 latter drives the commitment experiment (label a before the switch step k, label b from k on).
 
 **Bands.** :func:`band_ssim` splits images into a Gaussian low-pass band (coarse layout) and the
@@ -43,10 +44,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffxai.batching import batch_slices
 from diffxai.errors import DiffxaiError
 from diffxai.models import DiffusionModel
-from diffxai.sampling import ddim_sample
+from diffxai.sampling import check_timesteps_decreasing, ddim_sample, sample_chunks
 
 SCHEDULE_KINDS = ("uniform", "early", "latter")
 SAMPLERS = ("ddim", "ddpm", "dpmsolver++")
@@ -205,47 +205,37 @@ def scheduler_sample(
     """
     from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
 
-    ts = [int(t) for t in timesteps]
-    if any(b >= a for a, b in zip(ts, ts[1:])):
-        raise ValueError(f"timesteps must be strictly decreasing, got {ts[:5]}...")
+    ts = check_timesteps_decreasing(timesteps)
+    if sampler not in ("ddpm", "dpmsolver++"):
+        raise ValueError(f"unknown sampler {sampler!r}")
     if sampler == "ddpm" and generators is not None and len(generators) != x_init.shape[0]:
         raise ValueError("ddpm sampling needs one generator per sample")
     device = model.device
-    abar = model.alphas_cumprod.to(device)
-    out_sample, out_xt, out_x0 = [], [], []
-    for sl in batch_slices(x_init.shape[0], batch_size):
+    # a chunk retried after an out-of-memory error restarts its generators from here
+    entry_states = None if generators is None else [g.get_state() for g in generators]
+
+    def new_step(sl: slice):
         if sampler == "ddpm":
             sched = DDPMScheduler.from_config(model.scheduler.config)
-        elif sampler == "dpmsolver++":
+        else:
             sched = DPMSolverMultistepScheduler.from_config(
                 model.scheduler.config, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero"
             )
-        else:
-            raise ValueError(f"unknown sampler {sampler!r}")
         sched.set_timesteps(timesteps=ts, device=device)
-        x = x_init[sl].to(device, torch.float32)
-        lab = None if labels is None else labels[sl].to(device)
-        gens = None if generators is None else list(generators[sl])
-        rec_xt, rec_x0 = [], []
-        for i, t in enumerate(ts):
-            tt = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
-            lab_i = lab if lab is None or lab.ndim == 1 else lab[:, i]
-            eps = model.eps_guided(x, tt, lab_i, guidance)
-            if record:
-                a = abar[t].float()
-                rec_xt.append(x.cpu())
-                rec_x0.append(((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1).cpu())
-            kw = {"generator": gens} if sampler == "ddpm" and gens is not None else {}
-            x = sched.step(eps, t, x, **kw).prev_sample
-        out_sample.append(x.clamp(-1, 1).cpu())
-        if record:
-            out_xt.append(torch.stack(rec_xt, 1))
-            out_x0.append(torch.stack(rec_x0, 1))
-    result = {"sample": torch.cat(out_sample)}
-    if record:
-        result["x_t"] = torch.cat(out_xt)
-        result["x0_pred"] = torch.cat(out_x0)
-    return result
+        kw = {}
+        if sampler == "ddpm" and generators is not None:
+            gens = list(generators[sl])
+            for g, state in zip(gens, entry_states[sl]):
+                g.set_state(state)
+            kw["generator"] = gens
+
+        def step(i: int, t: int, x: torch.Tensor, eps: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+            return sched.step(eps, t, x, **kw).prev_sample
+
+        return step
+
+    return sample_chunks(model, x_init, ts, labels, guidance, new_step, record=record, batch_size=batch_size,
+                         clip=True, finish=lambda x: x.clamp(-1, 1), label=f"{sampler} sampling")  # fmt: skip
 
 
 def generate(

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffxai.batching import batch_slices
+from diffxai.batching import iter_batches
 from diffxai.errors import DiffxaiError
 from diffxai.models import ScheduledDenoiser, _hub_offline
 from diffxai.seeding import make_generator
@@ -315,7 +315,8 @@ def sd_sample(
             ``final_alpha_cumprod`` exactly as diffusers' ``DDIMScheduler.step`` does.
         scheduler: ``"dpmsolver++"`` (default, the paper's), ``"ddim"`` or ``"ddpm"``.
         record: also return the trajectory.
-        batch_size: prompts per U-Net call (each call runs 2 x batch_size rows with CFG).
+        batch_size: prompts per U-Net call (each call runs 2 x batch_size rows with CFG; halved and
+            retried on out-of-memory).
         negative_prompt: the unconditional prompt (``""`` = SD's null prompt).
         height, width: image size in pixels (default: the model's, 512 for SD 1.4).
         latents: optional ``(B, 4, h, w)`` latents entering step 0, overriding the seeded draw
@@ -352,7 +353,11 @@ def sd_sample(
     abar = model.alphas_cumprod.to(device)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("latents", "images", "x_t", "x0_pred", "eps")}
     sched_ts = None
-    for sl in batch_slices(n, batch_size):
+
+    # Everything a chunk consumes (initial latents, the scheduler, DDPM's step-noise generators) is
+    # made inside the chunk from the samples' keys, so a chunk retried after an out-of-memory error
+    # (iter_batches halves it) repeats its first try exactly.
+    def chunk(sl: slice) -> tuple[list[int], dict[str, torch.Tensor]]:
         bkeys = key_list[sl]
         if latents is None:
             x = torch.stack([torch.randn(shape, generator=make_generator(seed, stage, *k)) for k in bkeys])
@@ -364,7 +369,6 @@ def sd_sample(
         elif timesteps is None:
             sch.set_timesteps(int(n_steps), device=device)
         steps = [int(t) for t in (sch.timesteps if timesteps is None or scheduler != "ddim" else ts)]
-        sched_ts = steps
         x = (x * float(sch.init_noise_sigma)).to(device)
         cond = model.encode_prompts(prompts[sl])
         step_kw = {}
@@ -389,12 +393,17 @@ def sd_sample(
                 x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * e
             else:
                 x = sch.step(e, t, x, return_dict=False, **step_kw)[0]
-        out["latents"].append(x.float().cpu())
+        res = {"latents": x.float().cpu()}
         if decode:
-            out["images"].append(model.decode(x).float().cpu())
+            res["images"] = model.decode(x).float().cpu()
         if record:
-            for k, v in rec.items():
-                out[k].append(torch.stack(v, 1))
+            res.update({k: torch.stack(v, 1) for k, v in rec.items()})
+        return steps, res
+
+    for _, (steps, res) in iter_batches(chunk, n, batch_size, what="samples", label=f"sd {scheduler} sampling"):
+        sched_ts = steps
+        for k, v in res.items():
+            out[k].append(v)
     result = {"latents": torch.cat(out["latents"]), "timesteps": torch.tensor(sched_ts, dtype=torch.long)}
     if decode:
         result["images"] = torch.cat(out["images"])
