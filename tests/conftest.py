@@ -26,7 +26,9 @@ def snakemake_cmd(workdir: Path, *args: str, configfile: Path = TINY) -> list[st
 
 
 def run_snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: bool = True, timeout: int = 900):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    # progress lines after every chunk, so the tiny runs' logs show what a long run logs every 30 s
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               DIFFXAI_PROGRESS_SECONDS="0")  # fmt: skip
     proc = subprocess.run(
         snakemake_cmd(workdir, *args, configfile=configfile), capture_output=True, text=True, env=env, timeout=timeout
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -78,3 +79,20 @@ def test_model_files_load_only_safely():
                 assert "weights_only=True" in line, f"{path.name}: {line.strip()}"
         assert "trust_remote_code=True" not in text, path.name
         assert not re.search(r"^\s*import pickle|pickle\.load", text, re.M), path.name
+
+
+# every long-running rule; its log must show how far it is (counts and a rate)
+LONG_RULES = ["models_train_ddpm", "models_train_classifier", "trajectories_build", "likelihood_compute",
+              "attribution_compute", "saliency_compute", "schedules_generate", "schedules_commitment",
+              "components_baseline", "components_concept"]  # fmt: skip
+PROGRESS = re.compile(r"\d+/\d+ .*\(\d+(\.\d+)? [\w ]+/s")
+
+
+@pytest.mark.parametrize("rule", LONG_RULES)
+def test_long_stages_log_progress_with_counts_and_rates(tiny_run, rule):
+    logs = sorted((tiny_run / "logs").glob(f"{rule}/**/*.log")) + sorted((tiny_run / "logs").glob(f"{rule}.log"))
+    assert logs, f"no log of {rule}"
+    for path in logs:
+        text = path.read_text()
+        assert PROGRESS.search(text), f"{path.relative_to(tiny_run)} has no progress line:\n{text[-1500:]}"
+        assert text.rstrip().splitlines()[-1].endswith("s") and "done in" in text.splitlines()[-1]

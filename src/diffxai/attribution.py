@@ -299,7 +299,7 @@ class MapAttributor:
         # map_batches halves the chunk and retries on out-of-memory (logged); maps do not depend on
         # the chunking except for NoiseTunnel, whose noise is drawn per chunk.
         return map_batches(chunk, inputs, target, seeds_t, batch_size=batch_size or self.spec.batch_size,
-                           device=device, out_device=out_device)  # fmt: skip
+                           device=device, out_device=out_device, what="maps", label=self.spec.name)  # fmt: skip
 
     def _gradshap(self, x: torch.Tensor, target: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         """GradientSHAP of a chunk with per-map randomness identical to one-image Captum calls."""

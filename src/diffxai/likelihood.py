@@ -25,7 +25,8 @@ INTERVAL_COLUMNS = ["class_name", "view", "step_start", "step_end", "max_slope",
 @torch.no_grad()
 def classify(classifier: torch.nn.Module, x: torch.Tensor, batch_size: int, device=None) -> torch.Tensor:
     """Logits ``(B, n_classes)`` for images ``(B, C, H, W)`` in [-1, 1], in batches."""
-    return map_batches(lambda xb: classifier(xb).float(), x, batch_size=batch_size, device=device)
+    return map_batches(lambda xb: classifier(xb).float(), x, batch_size=batch_size, device=device,
+                       what="images", label="classify")  # fmt: skip
 
 
 def likelihood_frame(

@@ -327,6 +327,7 @@ def train_demo_classifier(
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     g = make_generator(seed, "train-classifier")
     x, y = x.to(device), y.to(device)
+    t0 = time.time()
     for epoch in range(epochs):
         perm = torch.randperm(x.shape[0], generator=g).to(device)
         for i in range(0, len(perm), batch_size):
@@ -337,7 +338,8 @@ def train_demo_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        log.info("classifier epoch %d/%d loss %.4f", epoch + 1, epochs, loss.item())
+        rate = (epoch + 1) * len(perm) / (time.time() - t0)
+        log.info("classifier epoch %d/%d loss %.4f (%.0f images/s)", epoch + 1, epochs, loss.item(), rate)
     return net.eval()
 
 

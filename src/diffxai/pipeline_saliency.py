@@ -127,7 +127,7 @@ def _pixel_trajectory(config: dict, cls: dict, ddpm_dir: str | None, device, che
     model = load_diffusion(diffusion_location(config, ddpm_dir), device)
     check(model.unet)
     steps = [int(v) for v in s["steps"]]
-    ts = level_timesteps(model.num_train_timesteps, s["sampling_steps"])
+    ts = level_timesteps(model.num_train_timesteps, s["sampling_steps"], field="config.saliency.sampling_steps")
     label = diffusion_label(cls) if model.conditional else None
     cfg_u = model.unet.config
     size = cfg_u.sample_size if isinstance(cfg_u.sample_size, int) else cfg_u.sample_size[0]
@@ -280,7 +280,7 @@ def compute_saliency(config: dict, method: str, cls_name: str, ddpm_dir: str | N
             dict(class_name=cls_name, sample=i, step=step, timestep=int(t), method=method,
                  deletion_auc=float(di["deletion_auc"][i]), insertion_auc=float(di["insertion_auc"][i]),
                  random_deletion_auc=float(di["deletion_auc"][n + i]), random_insertion_auc=float(di["insertion_auc"][n + i]),
-                 n_masks_used=int(used[i, j]) if method == "dfrise" else 0, seconds=t_map / n)  # fmt: skip
+                 n_masks_used=int(used[i, j]) if method == "dfrise" else 0)  # fmt: skip
             for i in range(n)
         ]
         rows += _stat_rows(maps[:, j], base, "all")

@@ -228,7 +228,8 @@ def _sd_generation(config, model, sched: Schedule, classes: list[dict]) -> dict[
     b, S = out["x0_pred"].shape[:2]
     started = time.time()
     x0_img = map_batches(lambda z: model.decode(z).float(), out["x0_pred"].reshape(b * S, *out["x0_pred"].shape[2:]),
-                         batch_size=sec["sd"]["decode_batch_size"], device=model.device)  # fmt: skip
+                         batch_size=sec["sd"]["decode_batch_size"], device=model.device, what="latents",
+                         label="decode x0_pred")  # fmt: skip
     log.info("decoded %d x̂0 latents in %.1fs", b * S, time.time() - started)
     return {"sample": out["images"], "x0_pred": x0_img.view(b, S, *x0_img.shape[1:])}
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from diffxai.batching import iter_batches
-from diffxai.errors import DiffxaiError
+from diffxai.errors import DiffxaiError, require_finite
 from diffxai.models import ScheduledDenoiser, _hub_offline
 from diffxai.seeding import make_generator
 
@@ -117,6 +117,7 @@ class SDModel(ScheduledDenoiser):
         if text_emb.shape[0] == 1 and b > 1:
             text_emb = text_emb.expand(b, -1, -1)
         out = self.unet(latents.to(self.dtype), t, encoder_hidden_states=text_emb.to(self.dtype)).sample
+        require_finite(out.detach(), f"U-Net of {self.source} ({self.dtype})", "noise predictions")
         return out.to(latents.dtype)
 
     def eps_guided(
@@ -148,7 +149,10 @@ class SDModel(ScheduledDenoiser):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` in [-1, 1] from scaled latents ``(B, 4, h, w)`` (output dtype = input dtype)."""
         z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
-        return self.vae.decode(z).sample.clamp(-1, 1).to(latents.dtype)
+        images = self.vae.decode(z).sample
+        # (SD's VAE is known to overflow in float16: the message names the dtype)
+        require_finite(images.detach(), f"VAE of {self.source} ({self.vae.dtype})", "images")
+        return images.clamp(-1, 1).to(latents.dtype)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Scaled latents ``(B, 4, h, w)`` (posterior mean x ``scaling_factor``) of images ``(B, 3, H, W)`` in [-1, 1]."""

@@ -76,7 +76,7 @@ def forward_trajectories(
             labels = None if x0_label is None else torch.full_like(tb, x0_label)
             return predict_x0(xb, model.eps(xb, tb, labels), tb, abar)
 
-        x0_pred = map_batches(denoise, x_t, flat_t, batch_size=batch_size, device=device)
+        x0_pred = map_batches(denoise, x_t, flat_t, batch_size=batch_size, device=device, what="inputs", label="x0_pred")
         log.info("x0_pred: %d denoiser calls in %.1fs", x_t.shape[0], time.time() - started)
         out["x0_pred"] = x0_pred.view(n, k, s, *x0.shape[1:])
     return out
