@@ -128,11 +128,13 @@ def test_check_command_accepts_the_shipped_configs(tmp_path):
 
 
 def test_a_configfile_replaces_the_demo_config(tmp_path):
-    """In the repository root --configfile must not be merged into config/config.yaml: the SD
-    config has no digits, and the demo's digit classes must not leak into its stages."""
+    """Where config/config.yaml exists (the repository root; a copy here) --configfile must not be
+    merged into it: the SD config has no digits, and the demo's digit classes must not leak in."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/sd14.yaml"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
+           "--cores", "1", "--configfile", "config/sd14.yaml"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "digit_" not in proc.stdout + proc.stderr
 
