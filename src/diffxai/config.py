@@ -162,8 +162,6 @@ def _check_semantics(config: dict, check_files: bool) -> None:
     T = num_timesteps(config)
     if config["noise"]["n_levels"] > T:
         raise DiffxaiError("config.noise.n_levels", f"{config['noise']['n_levels']} must be in [2, {T}] (the model's timesteps)")
-    if "saliency" in config["stages"] and config["saliency"]["sampling_steps"] > T:
-        raise DiffxaiError("config.saliency.sampling_steps", f"{config['saliency']['sampling_steps']} must be in [2, {T}]")
     if models["diffusion"]["source"] == "demo":
         if data["source"] != "digits":
             raise DiffxaiError("config.models.diffusion.source", "the demo model trains on digits: set data.source: digits")

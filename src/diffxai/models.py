@@ -395,8 +395,8 @@ def load_classifier(spec: dict, device: torch.device | str = "cpu") -> Classifie
             else:
                 raise DiffxaiError("config.models.classifier.source", f"unknown source {source!r}")
             n_out = net.fc.out_features if hasattr(net, "fc") else spec.get("num_classes", 1000)
-            where = spec["path"] if source == "state_dict" else f"{arch} {spec.get('weights', 'DEFAULT')}"
-            clf = Classifier(net, "imagenet", n_out, source=str(where))
+            origin = spec["path"] if source == "state_dict" else f"{arch} {spec.get('weights', 'DEFAULT')}"
+            clf = Classifier(net, "imagenet", n_out, source=str(origin))
     except DiffxaiError:
         raise
     except Exception as exc:

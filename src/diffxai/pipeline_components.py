@@ -86,16 +86,14 @@ def default_patterns(config: dict) -> list[str]:
 
 
 def load_concept_model(config: dict, ddpm_dir: str | None, device) -> cad.ConceptModel:
-    from diffxai.pipeline import diffusion_location
+    from diffxai.pipeline import config_diffusion, diffusion_location
 
     location = diffusion_location(config, ddpm_dir)
     if _is_sd(config):
         from diffxai.sd import load_sd
 
         return cad.SDConceptModel(load_sd(location, device), scheduler=config["components"]["sd_scheduler"])
-    from diffxai.models import load_diffusion
-
-    return cad.PixelConceptModel(load_diffusion(location, device))
+    return cad.PixelConceptModel(config_diffusion(config, ddpm_dir, device))
 
 
 def _classifier(config: dict, classifier_path: str | None, device):

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from diffxai.batching import Progress, map_batches
-from diffxai.config import diffusion_label
+from diffxai.config import diffusion_label, num_timesteps
 from diffxai.device import resolve_device
 from diffxai.errors import DiffxaiError
 from diffxai.evaluation import map_statistics, random_maps
@@ -77,7 +77,9 @@ def check_saliency_config(config: dict) -> None:
     for i, name in enumerate(s.get("classes") or []):
         if name not in names:
             raise DiffxaiError(f"config.saliency.classes[{i}]", f"unknown class {name!r} (config.classes has {names})")
-    n = s["sampling_steps"]
+    n, T = s["sampling_steps"], num_timesteps(config)
+    if n > T:
+        raise DiffxaiError("config.saliency.sampling_steps", f"{n} must be in [2, {T}] (the model's timesteps)")
     for i, step in enumerate(s["steps"]):
         if not 0 <= int(step) < n:
             raise DiffxaiError(f"config.saliency.steps[{i}]", f"step {step} is outside the {n}-step schedule (0..{n - 1})")
@@ -119,12 +121,11 @@ class Explained:
 
 
 def _pixel_trajectory(config: dict, cls: dict, ddpm_dir: str | None, device, check) -> Explained:
-    from diffxai.models import load_diffusion
-    from diffxai.pipeline import diffusion_location
+    from diffxai.pipeline import config_diffusion
     from diffxai.sampling import ddim_sample, seeded_noise
 
     s = config["saliency"]
-    model = load_diffusion(diffusion_location(config, ddpm_dir), device)
+    model = config_diffusion(config, ddpm_dir, device)
     check(model.unet)
     steps = [int(v) for v in s["steps"]]
     ts = level_timesteps(model.num_train_timesteps, s["sampling_steps"], field="config.saliency.sampling_steps")

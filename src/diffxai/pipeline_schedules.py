@@ -35,9 +35,9 @@ from diffxai.config import diffusion_label
 from diffxai.device import resolve_device
 from diffxai.errors import DiffxaiError
 from diffxai.likelihood import classify
-from diffxai.models import load_classifier, load_diffusion
+from diffxai.models import load_classifier
 from diffxai.config import n_classifier_classes
-from diffxai.pipeline import classifier_spec, diffusion_location
+from diffxai.pipeline import classifier_spec, config_diffusion
 from diffxai.sampling import seeded_noise
 from diffxai.schedules import (
     Schedule,
@@ -264,7 +264,7 @@ def generate_schedule(
         sched = build_schedule(config, schedule_name, model.num_train_timesteps)
         out = _sd_generation(config, model, sched, classes)
     else:
-        model = load_diffusion(diffusion_location(config, ddpm_dir), device)
+        model = config_diffusion(config, ddpm_dir, device)
         sched = build_schedule(config, schedule_name, model.num_train_timesteps)
         out = _pixel_generation(config, model, sched, classes)
     log.info("%s: %d samples x %d steps (%s) in %.1fs; timesteps %s", sched.name, k * n, sched.n_steps,
@@ -334,7 +334,7 @@ def commitment_pair(config: dict, pair: str, ddpm_dir: str | None, classifier_pa
     ca, cb = stage_class(config, a), stage_class(config, b)
     sec, csec = config["schedules"], config["schedules"]["commitment"]
     n = csec["n_seeds"] or sec["n_seeds"]
-    model = load_diffusion(diffusion_location(config, ddpm_dir), device)
+    model = config_diffusion(config, ddpm_dir, device)
     if not model.conditional:
         raise DiffxaiError(
             "config.schedules.commitment", "the diffusion model is unconditional: no class label to switch"
