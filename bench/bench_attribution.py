@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from diffxai.attribution import POSTER_METHODS, MapAttributor, attribute_reference, build_method
-from diffxai.device import resolve_device
-from diffxai.models import Classifier, DemoCNN
+from diffxai.core.device import resolve_device
+from diffxai.methods.attribution import POSTER_METHODS, MapAttributor, attribute_reference, build_method
+from diffxai.models.classifiers import Classifier, DemoCNN
 
 
 def build_model(name: str, channels: int, width: int, device) -> torch.nn.Module:

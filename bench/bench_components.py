@@ -32,8 +32,9 @@ def main() -> None:
 
     from diffusers import DDPMScheduler
 
-    from diffxai import components as cad
-    from diffxai.models import DiffusionModel, build_demo_unet, load_diffusion, save_demo_diffusion
+    from diffxai.methods import components as cad
+    from diffxai.models.demo import build_demo_unet, save_demo_diffusion
+    from diffxai.models.pixel import DiffusionModel, load_diffusion
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.ddpm

@@ -13,8 +13,7 @@ import time
 
 import torch
 
-from diffxai.likelihood import classify
-from diffxai.models import Classifier, DemoCNN
+from diffxai.models.classifiers import Classifier, DemoCNN, classify
 
 
 def main() -> None:

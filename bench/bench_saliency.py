@@ -23,7 +23,8 @@ import torch
 def build_model(size: int, channels: tuple[int, ...], device, dtype, ddpm: str | None):
     from diffusers import DDPMScheduler
 
-    from diffxai.models import DiffusionModel, build_demo_unet, load_diffusion
+    from diffxai.models.demo import build_demo_unet
+    from diffxai.models.pixel import DiffusionModel, load_diffusion
 
     if ddpm:
         model = load_diffusion(ddpm, device)
@@ -55,7 +56,7 @@ def timed(fn, device, repeats: int):
 
 def rise_naive(den, x, generator, n_masks, p, batch_size):
     """DF-RISE with one denoiser forward per mask (masks from the same stream as diffxai's)."""
-    from diffxai.saliency import local_structure, mask_stream, minmax
+    from diffxai.methods.saliency import local_structure, mask_stream, minmax
 
     with torch.no_grad():
         ref = den(x[None])
@@ -81,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from diffxai.saliency import df_cam, df_rise, pixel_denoiser
+    from diffxai.methods.saliency import df_cam, df_rise, pixel_denoiser
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     model = build_model(args.size, tuple(args.channels), device, dtype, args.ddpm)

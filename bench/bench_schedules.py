@@ -17,10 +17,12 @@ import time
 
 import torch
 
-from diffxai.models import DiffusionModel, build_demo_unet
-from diffxai.sampling import seeded_noise
-from diffxai.schedules import generate, make_schedule
-from diffxai.seeding import make_generator
+from diffxai.core.seeding import make_generator
+from diffxai.core.timesteps import make_schedule
+from diffxai.models.demo import build_demo_unet
+from diffxai.models.pixel import DiffusionModel
+from diffxai.sampling.loop import generate
+from diffxai.sampling.noising import seeded_noise
 
 
 def main() -> None:

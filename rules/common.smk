@@ -1,8 +1,8 @@
 from snakemake.exceptions import WorkflowError
 
 # rules/config.smk (included first) put src/ on the path.
-from diffxai.config import check_config
-from diffxai.tables import source_hash
+from diffxai.config.checks import check_config
+from diffxai.io.tables import source_hash
 
 # Schema, defaults and every stage's checks, before any job is planned.
 or_exit(check_config, config)
@@ -59,9 +59,9 @@ def get_class_images(wildcards):
     """Real images of a class folder, so that editing a photo reruns its class."""
     if config["data"]["source"] != "folder":
         return []
-    from diffxai.config import class_folder
-    from diffxai.data import list_images
-    from diffxai.pipeline import class_spec
+    from diffxai.config.experiment import class_folder
+    from diffxai.io.images import list_images
+    from diffxai.config.experiment import class_spec
 
     cls = class_spec(config, wildcards.cls)
     return [

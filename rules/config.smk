@@ -11,8 +11,8 @@ os.environ.update(
     )
 )
 
-from diffxai.config import load_config
-from diffxai.errors import DiffxaiError
+from diffxai.config.load import load_config
+from diffxai.core.errors import DiffxaiError
 
 
 def or_exit(check, *args):

@@ -1,4 +1,4 @@
-from diffxai.pipeline_saliency import saliency_classes
+from diffxai.config.experiment import saliency_classes
 
 SALIENCY_METHODS = config["saliency"]["methods"]
 SALIENCY_CLASSES = saliency_classes(config)

@@ -1,4 +1,4 @@
-from diffxai.pipeline_schedules import commitment_pairs, pair_id, stage_classes
+from diffxai.config.experiment import commitment_pairs, pair_id, stage_classes
 
 SCHEDULES = [s["name"] for s in config["schedules"]["schedules"]]
 COMMIT_PAIRS = {pair_id(a, b): [a, b] for a, b in commitment_pairs(config)}

@@ -1,5 +1,5 @@
-from diffxai.jobs import run_job
-from diffxai.pipeline_attribution import aggregate_attribution
+from diffxai.stages.attribution import aggregate_attribution
+from diffxai.workflow.jobs import run_job
 
 run_job(
     snakemake,

@@ -1,5 +1,5 @@
-from diffxai.jobs import run_job
-from diffxai.pipeline_attribution import plot_attribution_summary
+from diffxai.stages.attribution import plot_attribution_summary
+from diffxai.workflow.jobs import run_job
 
 
 def main(s):

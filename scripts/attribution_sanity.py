@@ -1,5 +1,5 @@
-from diffxai.jobs import run_job
-from diffxai.pipeline_attribution import sanity_check
+from diffxai.stages.attribution import sanity_check
+from diffxai.workflow.jobs import run_job
 
 run_job(
     snakemake,

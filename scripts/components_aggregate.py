@@ -1,5 +1,5 @@
-from diffxai.jobs import run_job
-from diffxai.pipeline_components import components_aggregate
+from diffxai.stages.components import components_aggregate
+from diffxai.workflow.jobs import run_job
 
 run_job(
     snakemake,

@@ -1,5 +1,5 @@
-from diffxai.jobs import run_job
-from diffxai.pipeline import compute_likelihood
+from diffxai.stages.likelihood import compute_likelihood
+from diffxai.workflow.jobs import run_job
 
 run_job(
     snakemake,

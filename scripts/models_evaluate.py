@@ -1,5 +1,5 @@
-from diffxai.jobs import run_job
-from diffxai.pipeline import evaluate_models
+from diffxai.stages.models import evaluate_models
+from diffxai.workflow.jobs import run_job
 
 run_job(
     snakemake,

@@ -1,5 +1,5 @@
-from diffxai.jobs import run_job
-from diffxai.pipeline_saliency import plot_saliency
+from diffxai.stages.saliency import plot_saliency
+from diffxai.workflow.jobs import run_job
 
 run_job(
     snakemake,

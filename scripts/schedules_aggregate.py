@@ -1,5 +1,5 @@
-from diffxai.jobs import run_job
-from diffxai.pipeline_schedules import aggregate_schedules
+from diffxai.stages.schedules import aggregate_schedules
+from diffxai.workflow.jobs import run_job
 
 run_job(
     snakemake,

@@ -11,19 +11,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from diffxai.attribution import (
-    POSTER_METHODS,
-    MapAttributor,
-    attribute_kwargs,
-    attribute_reference,
-    build_method,
-    build_methods,
-    parameter_layers,
-    randomise_layer,
-    reduce_channels,
-)
-from diffxai.errors import DiffxaiError
-from diffxai.models import Classifier, DemoCNN
+from diffxai.core.errors import DiffxaiError
+from diffxai.methods.attribution import POSTER_METHODS, MapAttributor, attribute_kwargs, attribute_reference, build_method, build_methods, parameter_layers, randomise_layer, reduce_channels
+from diffxai.models.classifiers import Classifier, DemoCNN
 
 torch.set_num_threads(1)
 
@@ -176,8 +166,8 @@ def test_bad_method_is_one_line_error_naming_it(entry, where):
 
 
 def test_config_validation_of_methods(repo):
-    from diffxai.config import load_config, validate_config
-    from diffxai.pipeline_attribution import check_attribution_config
+    from diffxai.config.load import load_config, validate_config
+    from diffxai.stages.attribution import check_attribution_config
 
     cfg = validate_config(load_config(repo / "config" / "config.yaml"))
     assert set(build_methods(cfg["attribution"]["methods"])) == {"ig", "gradshap", "occlusion"}
@@ -195,7 +185,7 @@ def test_config_validation_of_methods(repo):
 
 
 def test_select_steps():
-    from diffxai.pipeline_attribution import select_steps
+    from diffxai.config.experiment import select_steps
 
     assert select_steps("all", 4) == [0, 1, 2, 3]
     assert select_steps(3, 20) == [0, 10, 19]
@@ -227,9 +217,9 @@ def test_cascading_randomisation_layers_and_determinism():
 @pytest.fixture
 def small_job(tmp_path, repo):
     """A validated tiny config, one class's trajectory file and a demo classifier checkpoint."""
-    from diffxai.config import load_config, validate_config
-    from diffxai.models import save_demo_classifier
-    from diffxai.tables import save_arrays
+    from diffxai.config.load import load_config, validate_config
+    from diffxai.io.arrays import save_arrays
+    from diffxai.models.demo import save_demo_classifier
 
     cfg = validate_config(load_config(repo / "tests" / "configs" / "tiny.yaml"))
     cfg["attribution"].update(steps="all", max_images=None, draws=None)
@@ -249,8 +239,9 @@ def small_job(tmp_path, repo):
 
 
 def test_compute_attribution_job(small_job, tmp_path):
-    from diffxai.pipeline_attribution import compute_attribution
-    from diffxai.tables import load_arrays, read_metadata
+    from diffxai.io.arrays import load_arrays
+    from diffxai.io.tables import read_metadata
+    from diffxai.stages.attribution import compute_attribution
 
     cfg, traj, clf, _ = small_job
     out = [tmp_path / "maps.safetensors", tmp_path / "stats.parquet", tmp_path / "faith.parquet"]
@@ -276,10 +267,10 @@ def test_compute_attribution_job(small_job, tmp_path):
 def test_nan_maps_are_flagged_not_plotted(small_job, tmp_path):
     """A map holding NaN/Inf (e.g. an overflowing gradient) is flagged, never given a statistic,
     and hatched in the grid."""
-    from diffxai.evaluation import map_statistics
-    from diffxai.pipeline_attribution import compute_attribution, load_selection
-    from diffxai.plots_attribution import map_grid
-    from diffxai.tables import load_arrays
+    from diffxai.io.arrays import load_arrays
+    from diffxai.metrics.maps import map_statistics
+    from diffxai.plots.attribution import map_grid
+    from diffxai.stages.attribution import compute_attribution, load_selection
 
     cfg, traj, clf, _ = small_job
     out = [tmp_path / "maps.safetensors", tmp_path / "stats.parquet", tmp_path / "faith.parquet"]
@@ -299,9 +290,9 @@ def test_nan_maps_are_flagged_not_plotted(small_job, tmp_path):
 
 def test_nan_classifier_stops_the_job_with_one_line(small_job, tmp_path):
     """NaN logits are the model's fault, not a map to flag: one line naming the checkpoint, no outputs."""
-    from diffxai.errors import DiffxaiError
-    from diffxai.models import save_demo_classifier
-    from diffxai.pipeline_attribution import compute_attribution
+    from diffxai.core.errors import DiffxaiError
+    from diffxai.models.demo import save_demo_classifier
+    from diffxai.stages.attribution import compute_attribution
 
     cfg, traj, _, net = small_job
     with torch.no_grad():
@@ -315,7 +306,7 @@ def test_nan_classifier_stops_the_job_with_one_line(small_job, tmp_path):
 
 
 def test_sanity_check_job(small_job, tmp_path):
-    from diffxai.pipeline_attribution import sanity_check
+    from diffxai.stages.attribution import sanity_check
 
     cfg, traj, clf, _ = small_job
     out = tmp_path / "sanity.parquet"
@@ -360,7 +351,7 @@ def test_tiny_run_attribution_tables(tiny_run):
     assert fa["value"].dropna().between(0, 1).all() and fa["baseline_value"].between(0, 1).all()
     assert sa["spearman"].dropna().between(-1, 1).all() and sa["ssim"].dropna().between(-1, 1).all()
     # maps stored in the documented format
-    from diffxai.tables import load_arrays
+    from diffxai.io.arrays import load_arrays
 
     arrays, meta = load_arrays(tiny_run / "maps" / "attribution" / "occlusion" / "digit_7.safetensors")
     assert arrays["maps"].shape == (1, 1, 3, 2, 8, 8) and arrays["steps"].tolist() == [0, 2, 4]

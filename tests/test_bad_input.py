@@ -18,7 +18,13 @@ import sys
 import pytest
 import torch
 from conftest import REPO, run_snakemake
-from helpers import build_tiny_pixel_ddpm, build_tiny_resnet_state_dict, tiny_config, write_config, write_image_folder
+from helpers import (
+    build_tiny_pixel_ddpm,
+    build_tiny_resnet_state_dict,
+    tiny_config,
+    write_config,
+    write_image_folder,
+)
 
 
 def merge(base: dict, change: dict) -> dict:
@@ -167,7 +173,7 @@ def test_bad_image_files_name_the_path(tmp_path, problem):
 
 
 def test_non_image_files_beside_images_are_ignored(tmp_path):
-    from diffxai.data import list_images
+    from diffxai.io.images import list_images
 
     root = write_image_folder(tmp_path, ["tiger"], n=2)
     (root / "tiger" / "README.txt").write_text("where these came from")

@@ -16,13 +16,14 @@ from functools import partial
 import pytest
 import torch
 
-from diffxai import components as cad
-from diffxai.batching import BatchSize, Progress, is_oom, iter_batches, map_batches, progress_seconds
-from diffxai.evaluation import deletion_insertion as generic_deletion_insertion
-from diffxai.saliency import deletion_insertion, df_rise, pixel_denoiser, unet_layers
-from diffxai.sampling import ddim_sample, seeded_noise
-from diffxai.schedules import make_schedule, scheduler_sample
-from diffxai.seeding import make_generator
+from diffxai.core.batching import BatchSize, Progress, is_oom, iter_batches, map_batches, progress_seconds
+from diffxai.core.seeding import make_generator
+from diffxai.core.timesteps import make_schedule
+from diffxai.methods import components as cad
+from diffxai.methods.saliency import deletion_insertion, df_rise, pixel_denoiser, unet_layers
+from diffxai.metrics.faithfulness import deletion_insertion as generic_deletion_insertion
+from diffxai.sampling.loop import ddim_sample, scheduler_sample
+from diffxai.sampling.noising import seeded_noise
 
 torch.set_num_threads(1)
 HALVING = "out of memory: halving the batch size to"
@@ -77,7 +78,8 @@ def assert_close(a: dict, b: dict, tol: float = 1e-5) -> None:
 def pixel_model():
     from diffusers import DDPMScheduler
 
-    from diffxai.models import DiffusionModel, build_demo_unet
+    from diffxai.models.demo import build_demo_unet
+    from diffxai.models.pixel import DiffusionModel
 
     torch.manual_seed(0)
     unet = build_demo_unet(8, 1, 10, (8, 16)).eval().requires_grad_(False)
@@ -88,7 +90,7 @@ def pixel_model():
 def tiny_sd(tmp_path_factory):
     from tiny_sd import build_tiny_sd
 
-    from diffxai.sd import load_sd
+    from diffxai.models.sd import load_sd
 
     return load_sd(str(build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")))
 
@@ -227,7 +229,7 @@ def test_scheduler_sample_survives_out_of_memory_mid_chunk(pixel_model, sampler,
 
 
 def test_sd_sample_survives_out_of_memory(tiny_sd, caplog):
-    from diffxai.sd import sd_sample
+    from diffxai.sampling.loop import sd_sample
 
     run = partial(sd_sample, tiny_sd, ["a red car", "a cat", "a dog"], n_steps=3, guidance=7.5, seed=0,
                   stage="batching", keys=[0, 1, 2], scheduler="ddpm", record=True)  # fmt: skip
@@ -264,7 +266,7 @@ def test_df_rise_splits_the_forward_passes_not_the_masks(pixel_model, caplog):
 
 
 def test_df_cam_through_map_batches_survives_out_of_memory(pixel_model, caplog):
-    from diffxai.pipeline_saliency import _cam_maps
+    from diffxai.stages.saliency import _cam_maps
 
     den = pixel_denoiser(pixel_model, 500, 3, 2.0)
     x = _noise(4)
@@ -300,7 +302,7 @@ def test_deletion_insertion_survives_out_of_memory(pixel_model, caplog):
 
 
 def test_generic_deletion_insertion_survives_out_of_memory(caplog):
-    from diffxai.models import DemoCNN
+    from diffxai.models.classifiers import DemoCNN
 
     torch.manual_seed(0)
     net = DemoCNN(10, 1, 4).eval()

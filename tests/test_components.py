@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 from helpers import build_tiny_pixel_ddpm
 
-from diffxai import components as cad
-from diffxai.errors import DiffxaiError
+from diffxai.core.errors import DiffxaiError
+from diffxai.methods import components as cad
 
 CONCEPT = {"name": "thing", "index": 0}
 
@@ -87,7 +87,7 @@ def test_toy_concept_weight_ranks_first():
 
 
 def test_batched_accumulation_equals_one_backward_per_item(tmp_path):
-    from diffxai.models import load_diffusion
+    from diffxai.models.pixel import load_diffusion
 
     path = build_tiny_pixel_ddpm(tmp_path / "ddpm", image_size=8, channels=1, n_classes=10)
     model = cad.PixelConceptModel(load_diffusion(str(path)))
@@ -187,10 +187,10 @@ def test_bad_inputs_are_one_line_errors():
         cad.select_parameters(nn.Linear(2, 2), ["("])
     with pytest.raises(DiffxaiError, match="unknown edit rule"):
         cad.edit_masks(_attributions(), "columns", 1)
-    from diffxai.config import load_config, validate_config
-    from diffxai.pipeline_components import check_components_config
-
     from conftest import TINY
+
+    from diffxai.config.load import load_config, validate_config
+    from diffxai.stages.components import check_components_config
 
     cfg = validate_config(load_config(TINY))
     cfg["components"]["concepts"] = ["digit_3", "digit_9"]
@@ -205,7 +205,7 @@ def test_bad_inputs_are_one_line_errors():
 
 
 def test_tiny_run_component_tables_and_plots(tiny_run):
-    from diffxai.tables import read_metadata
+    from diffxai.io.tables import read_metadata
 
     tables = tiny_run / "tables"
     attr = pd.read_parquet(tables / "component_attribution.parquet")
@@ -231,8 +231,8 @@ def test_sd_path_on_tiny_stable_diffusion(tmp_path):
     from helpers import build_tiny_resnet_state_dict
     from tiny_sd import build_tiny_sd
 
-    from diffxai.config import validate_config
-    from diffxai.pipeline_components import components_baseline, components_concept, components_plot
+    from diffxai.config.load import validate_config
+    from diffxai.stages.components import components_baseline, components_concept, components_plot
 
     sd = build_tiny_sd(tmp_path / "sd")
     clf = build_tiny_resnet_state_dict(tmp_path / "clf.safetensors", num_classes=10)

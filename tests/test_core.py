@@ -6,18 +6,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import build_tiny_pixel_ddpm, build_tiny_resnet_state_dict, write_image_folder
+from helpers import (
+    build_tiny_pixel_ddpm,
+    build_tiny_resnet_state_dict,
+    write_image_folder,
+)
 
-from diffxai.batching import map_batches
-from diffxai.data import load_digits_split, load_folder, load_image, stroke_mask
-from diffxai.errors import DiffxaiError
-from diffxai.likelihood import LIKELIHOOD_COLUMNS, critical_interval, critical_intervals, likelihood_frame
-from diffxai.models import DemoCNN, load_classifier, load_diffusion
-from diffxai.noising import forward_noise, level_timesteps, linear_alphas_cumprod, predict_x0
-from diffxai.sampling import ddim_sample, seeded_noise, uniform_timesteps
-from diffxai.seeding import derive_seed, make_generator
-from diffxai.tables import load_arrays, read_metadata, save_arrays, write_parquet
-from diffxai.trajectories import forward_trajectories, reverse_trajectories
+from diffxai.core.batching import map_batches
+from diffxai.core.errors import DiffxaiError
+from diffxai.core.seeding import derive_seed, make_generator
+from diffxai.core.timesteps import level_timesteps, uniform_timesteps
+from diffxai.io.arrays import load_arrays, save_arrays
+from diffxai.io.images import load_digits_split, load_folder, load_image, stroke_mask
+from diffxai.io.tables import read_metadata, write_parquet
+from diffxai.metrics.curves import critical_interval, critical_intervals
+from diffxai.models.classifiers import DemoCNN, load_classifier
+from diffxai.models.pixel import load_diffusion
+from diffxai.sampling.loop import ddim_sample
+from diffxai.sampling.noising import forward_noise, linear_alphas_cumprod, predict_x0, seeded_noise
+from diffxai.sampling.trajectories import forward_trajectories, reverse_trajectories
+from diffxai.stages.likelihood import LIKELIHOOD_COLUMNS, likelihood_frame
 
 
 def test_forward_noise_equals_closed_form_and_diffusers():
@@ -253,7 +261,7 @@ def test_reverse_trajectories_conditional_and_sdedit(tmp_path):
 
 
 def test_tables_carry_provenance_and_arrays_roundtrip(tmp_path):
-    from diffxai.tables import provenance
+    from diffxai.io.tables import provenance
 
     cfg = {"experiment": "e", "seed": 3}
     write_parquet(pd.DataFrame({"a": [1, 2]}), tmp_path / "t.parquet", provenance(cfg, "cpu"))
@@ -291,7 +299,7 @@ def test_map_batches_halves_the_batch_on_out_of_memory(caplog):
 
 
 def test_nan_from_a_model_is_a_one_line_error():
-    from diffxai.errors import require_finite
+    from diffxai.core.errors import require_finite
 
     require_finite(torch.zeros(3, 2), "m", "logits")
     bad = torch.zeros(4, 2)

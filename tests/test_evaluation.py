@@ -7,17 +7,9 @@ import math
 import pytest
 import torch
 
-from diffxai.evaluation import (
-    curve_counts,
-    deletion_insertion,
-    gaussian_blur,
-    map_statistics,
-    normalise_abs,
-    normalised_auc,
-    random_maps,
-    spearman,
-    ssim,
-)
+from diffxai.core.imageops import gaussian_blur, ssim
+from diffxai.metrics.faithfulness import curve_counts, deletion_insertion, normalised_auc
+from diffxai.metrics.maps import map_statistics, normalise_abs, random_maps, spearman
 
 torch.set_num_threads(1)
 

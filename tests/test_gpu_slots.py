@@ -13,16 +13,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from diffxai import gpu_slots
-from diffxai.errors import DiffxaiError
-from diffxai.jobs import run_job
+from diffxai.core.errors import DiffxaiError
+from diffxai.workflow import gpu_slots
+from diffxai.workflow.jobs import run_job
 
 # A job process: take `n` slots, report the devices, hold them until the release file appears.
 HOLDER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from diffxai.gpu_slots import acquire_gpus
+    from diffxai.workflow.gpu_slots import acquire_gpus
     n, out, release = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     lease = acquire_gpus(n, timeout=float(sys.argv[4]), poll=0.05)
     out.write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "") + "\\n")

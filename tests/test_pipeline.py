@@ -9,10 +9,17 @@ import numpy as np
 import pandas as pd
 import yaml
 from conftest import TINY, run_snakemake
-from helpers import build_tiny_pixel_ddpm, build_tiny_resnet_state_dict, tiny_config, write_config, write_image_folder
+from helpers import (
+    build_tiny_pixel_ddpm,
+    build_tiny_resnet_state_dict,
+    tiny_config,
+    write_config,
+    write_image_folder,
+)
 
-from diffxai.likelihood import INTERVAL_COLUMNS, LIKELIHOOD_COLUMNS
-from diffxai.tables import read_metadata
+from diffxai.io.tables import read_metadata
+from diffxai.metrics.curves import INTERVAL_COLUMNS
+from diffxai.stages.likelihood import LIKELIHOOD_COLUMNS
 
 FOUNDATION = ["models", "trajectories", "likelihood"]
 

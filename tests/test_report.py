@@ -7,9 +7,9 @@ import re
 
 import pandas as pd
 import pytest
-
 from conftest import run_snakemake
-from diffxai.report import table_html
+
+from diffxai.plots.report import table_html
 
 pytestmark = pytest.mark.e2e
 

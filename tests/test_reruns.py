@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, TINY
 
 pytestmark = pytest.mark.e2e
@@ -183,7 +182,7 @@ def test_script_change_reruns_its_rule(rerun):
 
 
 def test_one_attribution_method_reruns_only_that_method(rerun, tmp_path):
-    from diffxai.config import load_schema
+    from diffxai.config.load import load_schema
 
     snapshot, work = rerun
     tiny = yaml.safe_load(TINY.read_text())

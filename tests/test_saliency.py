@@ -10,18 +10,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from diffxai.errors import DiffxaiError
-from diffxai.saliency import (
-    Denoiser,
-    deletion_insertion,
-    df_cam,
-    df_rise,
-    generate_masks,
-    local_structure,
-    pixel_denoiser,
-    resolve_layers,
-    unet_layers,
-)
+from diffxai.core.errors import DiffxaiError
+from diffxai.methods.saliency import Denoiser, deletion_insertion, df_cam, df_rise, generate_masks, local_structure, pixel_denoiser, resolve_layers, unet_layers
 
 torch.set_num_threads(1)
 H = W = 16
@@ -82,7 +72,8 @@ def precision_at_region(m: torch.Tensor, region: torch.Tensor) -> float:
 def small_unet():
     from diffusers import DDPMScheduler
 
-    from diffxai.models import DiffusionModel, build_demo_unet
+    from diffxai.models.demo import build_demo_unet
+    from diffxai.models.pixel import DiffusionModel
 
     torch.manual_seed(0)
     unet = build_demo_unet(8, 1, 10, (8, 16)).eval().requires_grad_(False)
@@ -301,9 +292,9 @@ def test_unknown_layer_is_a_one_line_error(small_unet):
 
 
 def _config(**saliency):
-    from diffxai.config import load_config, validate_config
-
     from conftest import TINY
+
+    from diffxai.config.load import load_config, validate_config
 
     cfg = load_config(TINY)
     cfg.setdefault("saliency", {}).update(saliency)
@@ -319,7 +310,7 @@ def _config(**saliency):
     ],
 )
 def test_bad_saliency_config(saliency, match):
-    from diffxai.pipeline_saliency import check_saliency_config
+    from diffxai.stages.saliency import check_saliency_config
 
     cfg = _config(**saliency)
     with pytest.raises(DiffxaiError, match=match):
@@ -335,9 +326,9 @@ def test_bad_saliency_config(saliency, match):
     ],
 )
 def test_schema_rejects_bad_rise_settings(rise, match):
-    from diffxai.config import load_config, validate_config
-
     from conftest import TINY
+
+    from diffxai.config.load import load_config, validate_config
 
     cfg = load_config(TINY)
     cfg["saliency"] = copy.deepcopy(cfg.get("saliency", {}))
@@ -358,8 +349,8 @@ def tiny_sd(tmp_path_factory):
 
 
 def test_sd_denoiser_and_both_methods(tiny_sd):
-    from diffxai.saliency import sd_denoiser
-    from diffxai.sd import load_sd
+    from diffxai.methods.saliency import sd_denoiser
+    from diffxai.models.sd import load_sd
 
     model = load_sd(str(tiny_sd))
     with torch.no_grad():
@@ -378,9 +369,9 @@ def test_sd_denoiser_and_both_methods(tiny_sd):
 
 def test_sd_job_end_to_end(tiny_sd, tmp_path):
     """The stage driver on tiny SD: prompts, CFG, DPM-Solver++, maps and table."""
-    from diffxai.config import validate_config
-    from diffxai.pipeline_saliency import compute_saliency
-    from diffxai.tables import load_arrays
+    from diffxai.config.load import validate_config
+    from diffxai.io.arrays import load_arrays
+    from diffxai.stages.saliency import compute_saliency
 
     cfg = validate_config({
         "experiment": "sd-tiny", "device": "cpu", "stages": ["saliency"],
@@ -407,10 +398,11 @@ CONTRACT = ["class_name", "sample", "step", "timestep", "method", "layer", "entr
 
 
 def test_tiny_run_saliency_outputs(tiny_run):
-    from diffxai.config import load_config
-    from diffxai.tables import load_arrays, read_metadata
-
     from conftest import TINY
+
+    from diffxai.config.load import load_config
+    from diffxai.io.arrays import load_arrays
+    from diffxai.io.tables import read_metadata
 
     cfg = load_config(TINY)["saliency"]
     path = tiny_run / "tables" / "saliency_stats.parquet"
@@ -445,8 +437,8 @@ def test_random_baseline_is_shared_between_methods(tiny_run):
 
 
 def test_sd_job_rejects_unknown_layer_before_sampling(tiny_sd, tmp_path, monkeypatch):
-    from diffxai import pipeline_saliency
-    from diffxai.config import validate_config
+    from diffxai.config.load import validate_config
+    from diffxai.stages import saliency as pipeline_saliency
 
     cfg = validate_config({
         "experiment": "sd-tiny", "device": "cpu", "stages": ["saliency"],

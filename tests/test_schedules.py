@@ -11,21 +11,14 @@ import pytest
 import torch
 from helpers import build_tiny_pixel_ddpm
 
-from diffxai.errors import DiffxaiError
-from diffxai.models import load_diffusion
-from diffxai.sampling import seeded_noise
-from diffxai.schedules import (
-    band_ssim,
-    commitment_step,
-    decided_step,
-    exponential_powers,
-    generate,
-    make_schedule,
-    resolve_collisions,
-    ssim,
-    step_labels,
-)
-from diffxai.seeding import make_generator
+from diffxai.core.errors import DiffxaiError
+from diffxai.core.seeding import make_generator
+from diffxai.core.ssim_schedules import band_ssim, ssim
+from diffxai.core.timesteps import exponential_powers, make_schedule, resolve_collisions
+from diffxai.metrics.curves import commitment_step, decided_step
+from diffxai.models.pixel import load_diffusion
+from diffxai.sampling.loop import generate, step_labels
+from diffxai.sampling.noising import seeded_noise
 
 torch.set_num_threads(1)
 
@@ -108,8 +101,8 @@ def test_bad_schedule_arguments_are_one_line_errors(args, match):
 
 
 def test_schedule_config_checks(repo):
-    from diffxai.config import load_config, validate_config
-    from diffxai.pipeline_schedules import check_schedules_config
+    from diffxai.config.load import load_config, validate_config
+    from diffxai.stages.schedules import check_schedules_config
 
     base = validate_config(load_config(repo / "tests/configs/tiny.yaml"), check_files=False)
     check_schedules_config(base)
@@ -220,7 +213,7 @@ def test_decided_and_commitment_steps():
 
 
 def test_commitment_summary_on_known_table():
-    from diffxai.pipeline_schedules import commitment_summary
+    from diffxai.stages.schedules import commitment_summary
 
     ends = {0: ["b", "b"], 1: ["a", "b"], 2: ["a", "a"], 3: ["a", "other"], 4: ["a", "a"]}
     rows = [dict(pair="x-to-y", class_a="x", class_b="y", schedule="u", switch_step=k, switch_timestep=[9, 7, 5, 3, -1][k],
@@ -274,9 +267,9 @@ def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
     from helpers import build_tiny_resnet_state_dict
     from tiny_sd import build_tiny_sd
 
-    from diffxai.config import load_config, validate_config
-    from diffxai.pipeline_schedules import generate_schedule
-    from diffxai.tables import load_arrays
+    from diffxai.config.load import load_config, validate_config
+    from diffxai.io.arrays import load_arrays
+    from diffxai.stages.schedules import generate_schedule
 
     sd_dir = build_tiny_sd(tmp_path / "sd")
     clf = build_tiny_resnet_state_dict(tmp_path / "clf.safetensors", num_classes=300)
@@ -309,9 +302,10 @@ def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
 
 
 def test_tiny_run_schedule_tables(tiny_run):
-    from diffxai.config import load_config, validate_config
-    from diffxai.pipeline_schedules import COMMITMENT_COLUMNS, DISTANCE_COLUMNS, SAMPLING_COLUMNS, STEPS_COLUMNS
-    from diffxai.tables import load_arrays, read_metadata
+    from diffxai.config.load import load_config, validate_config
+    from diffxai.io.arrays import load_arrays
+    from diffxai.io.tables import read_metadata
+    from diffxai.stages.schedules import COMMITMENT_COLUMNS, DISTANCE_COLUMNS, SAMPLING_COLUMNS, STEPS_COLUMNS
 
     tables = tiny_run / "tables"
     from conftest import TINY

@@ -7,11 +7,12 @@ import shutil
 
 import pytest
 import torch
-
-from diffxai.errors import DiffxaiError
-from diffxai.sd import SDModel, load_sd, make_scheduler, sd_sample
-
 from tiny_sd import build_tiny_sd
+
+from diffxai.core.errors import DiffxaiError
+from diffxai.models.schedulers import make_scheduler
+from diffxai.models.sd import SDModel, load_sd
+from diffxai.sampling.loop import sd_sample
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -103,7 +104,7 @@ def test_sample_deterministic_and_seeded(sd):
     abar = sd.alphas_cumprod[ts].float().view(1, -1, 1, 1, 1)
     close(a["x0_pred"], (a["x_t"] - (1 - abar).sqrt() * a["eps"]) / abar.sqrt())
     # initial latents come from the documented per-sample generator
-    from diffxai.seeding import make_generator
+    from diffxai.core.seeding import make_generator
 
     z0 = torch.randn(4, 8, 8, generator=make_generator(3, "test", 1))
     assert torch.equal(a["x_t"][1, 0], z0)
@@ -129,7 +130,7 @@ def test_matches_diffusers_pipeline(sd):
         requires_safety_checker=False,
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
-    from diffxai.seeding import make_generator
+    from diffxai.core.seeding import make_generator
 
     z0 = torch.stack([torch.randn(4, 8, 8, generator=make_generator(3, "test", k)) for k in (0, 1)])
     ref = pipe(PROMPTS[:2], num_inference_steps=5, guidance_scale=7.5, latents=z0, height=16, width=16,

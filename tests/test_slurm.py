@@ -26,7 +26,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, TINY
 
 pytestmark = pytest.mark.e2e

@@ -72,7 +72,12 @@ def build_tiny_sd(path: str | Path, seed: int = 0) -> Path:
     No network is used. Weights are drawn from ``torch.manual_seed(seed)`` (the global RNG state
     is restored afterwards), so the same ``seed`` writes the same checkpoint.
     """
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DPMSolverMultistepScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     path = Path(path)

@@ -1,3 +1,5 @@
-from diffxai.cli import main
 import sys
+
+from diffxai.workflow.cli import main
+
 sys.exit(main())

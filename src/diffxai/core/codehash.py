@@ -1,0 +1,123 @@
+"""The code trigger of a rule, computed from what its script imports (never listed by hand).
+
+A rule's script imports its driver (``from diffxai.stages import likelihood``); the rule's code
+hash is the SHA-256 of the ASTs of every diffxai module in the transitive import closure of that
+script. Imports are read statically (``ast``), at module level and inside functions alike, so a
+lazily imported module counts; nothing is imported, so planning a run never imports torch.
+
+Hashing the AST (``ast.dump`` without docstrings) makes the trigger blind to comments,
+docstrings and formatting: a reworded comment in ``core/seeding.py`` reruns nothing, a real
+change in ``core/batching.py`` reruns every job whose code imports it.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+PACKAGE = "diffxai"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/diffxai
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of a diffxai module (package ``__init__`` included); None if not ours."""
+    if module != PACKAGE and not module.startswith(PACKAGE + "."):
+        return None
+    rel = module.split(".")[1:]
+    base = PACKAGE_DIR.joinpath(*rel)
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+@lru_cache(maxsize=None)
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _is_package(module: str) -> bool:
+    f = module_file(module)
+    return f is not None and f.name == "__init__.py"
+
+
+def imported_modules(tree: ast.AST, module: str | None = None) -> set[str]:
+    """The diffxai modules a parsed file imports anywhere (top level or inside functions).
+
+    ``from diffxai.stages import likelihood`` imports ``diffxai.stages`` and
+    ``diffxai.stages.likelihood``; relative imports are resolved against ``module``.
+    """
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                for i in range(1, len(parts) + 1):
+                    out.add(".".join(parts[:i]))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level and module:
+                pkg = module if _is_package(module) else module.rsplit(".", 1)[0]
+                up = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                base = ".".join(up + ([base] if base else []))
+            parts = base.split(".")
+            for i in range(1, len(parts) + 1):
+                out.add(".".join(parts[:i]))
+            for alias in node.names:
+                out.add(f"{base}.{alias.name}")
+    return {m for m in out if module_file(m) is not None}
+
+
+def closure(script: str | Path) -> list[str]:
+    """Every diffxai module the file ``script`` imports, directly or through other modules, sorted."""
+    seen: set[str] = set()
+    todo = sorted(imported_modules(_parse(Path(script).resolve())))
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        todo.extend(sorted(imported_modules(_parse(module_file(mod)), mod) - seen))
+    return sorted(seen)
+
+
+class _StripDocstrings(ast.NodeTransformer):
+    def _strip(self, node):
+        self.generic_visit(node)
+        body = getattr(node, "body", None)
+        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+            if isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        return node
+
+    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
+
+
+@lru_cache(maxsize=None)
+def module_digest(module: str) -> str:
+    """SHA-256 of a module's AST without docstrings (comments and layout never reach the AST)."""
+    path = module_file(module)
+    tree = _StripDocstrings().visit(ast.parse(path.read_text(), filename=str(path)))
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+
+
+def code_hash(script: str | Path) -> str:
+    """The code trigger of the rule whose script is ``script`` (16 hex digits)."""
+    h = hashlib.sha256()
+    for mod in closure(script):
+        h.update(mod.encode() + b"\0" + module_digest(mod).encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def package_hash() -> str:
+    """The AST hash of the whole package (the ``diffxai.source_hash`` of every table)."""
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        rel = path.relative_to(PACKAGE_DIR).with_suffix("")
+        parts = [p for p in rel.parts if p != "__init__"]
+        mod = ".".join([PACKAGE, *parts])
+        h.update(mod.encode() + b"\0" + module_digest(mod).encode() + b"\n")
+    return h.hexdigest()[:16]

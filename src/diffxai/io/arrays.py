@@ -1,0 +1,36 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from diffxai.io.atomic import _atomic_target
+
+
+def save_arrays(path: str | Path, arrays: dict[str, torch.Tensor], meta: dict | None = None) -> None:
+    """Save named tensors as safetensors (contiguous CPU copies), JSON-encoded metadata, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in arrays.items()}
+        save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_arrays(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Inverse of :func:`save_arrays`: ``(tensors, metadata)``."""
+    from safetensors import safe_open
+
+    out = {}
+    with safe_open(str(path), "pt") as f:
+        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+        for k in f.keys():
+            out[k] = f.get_tensor(k)
+    return out, meta

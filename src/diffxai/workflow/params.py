@@ -1,0 +1,185 @@
+"""Per-rule params: exactly the settings a rule's driver reads, canonical.
+
+Every rule has ONE builder here, registered with :func:`builds`, that picks from the validated
+config the settings its driver reads (and, for a wildcard job, only its own class, method,
+schedule or concept). The rule passes them as ``params.settings``; its script hands them to the
+driver, which never sees the rest of the config. So a changed setting reruns exactly the jobs
+that read it: ``data.n_images`` reruns trajectories and what reads them, not the demo training;
+``models.evaluation.samples_per_class`` reruns ``models_evaluate`` only.
+
+Canonical: keys sorted at every level, tuples as lists, numbers typed by the schema (an integer
+given for a ``number`` field is a float), so the same settings in another YAML key order, or
+``2`` for ``2.0``, give the same repr and rerun nothing.
+
+``DIFFXAI_TRACK_PARAMS=1`` makes :func:`diffxai.workflow.jobs.run_job` record which settings a
+driver read (:class:`Tracked`); the end-to-end test asserts that every setting a rule receives
+is read by its driver, so params cannot silently grow broader than what the driver uses.
+
+No torch, no stage: the Snakefile imports this module to plan a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+Builder = Callable[[dict, dict], dict]
+BUILDERS: dict[str, Builder] = {}
+
+
+def builds(*rules: str) -> Callable[[Builder], Builder]:
+    """Register a params builder ``f(config, wildcards) -> dict`` for ``rules``."""
+
+    def register(fn: Builder) -> Builder:
+        for r in rules:
+            if r in BUILDERS:
+                raise ValueError(f"params of rule {r!r} built twice")
+            BUILDERS[r] = fn
+        return fn
+
+    return register
+
+
+def canonical(obj: Any) -> Any:
+    """Sorted keys at every level, tuples as lists; plain dict/list/scalars only."""
+    if isinstance(obj, Mapping):
+        return {str(k): canonical(obj[k]) for k in sorted(obj, key=str)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
+def pick(config: Mapping, *paths: str) -> dict:
+    """The nested sub-dict of ``config`` holding the dotted ``paths`` (e.g. ``"models.diffusion.train"``)."""
+    out: dict = {}
+    for path in paths:
+        keys = path.split(".")
+        src, dst = config, out
+        for k in keys[:-1]:
+            src = src[k]
+            dst = dst.setdefault(k, {})
+        dst[keys[-1]] = src[keys[-1]]
+    return out
+
+
+def merge(*parts: Mapping) -> dict:
+    """Deep merge of nested dicts (later parts win on leaves)."""
+    out: dict = {}
+    for part in parts:
+        for k, v in part.items():
+            if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+                out[k] = merge(out[k], v)
+            else:
+                out[k] = dict(v) if isinstance(v, Mapping) else v
+    return out
+
+
+def _wildcards(wildcards: Any) -> dict:
+    if wildcards is None:
+        return {}
+    if isinstance(wildcards, Mapping):
+        return dict(wildcards)
+    return dict(wildcards.items())
+
+
+def rule_params(rule: str, config: Mapping, wildcards: Any = None) -> dict:
+    """The canonical settings of one job of ``rule``."""
+    import diffxai.workflow.settings  # noqa: F401  (registers every rule's builder)
+
+    if rule not in BUILDERS:
+        raise KeyError(f"no params builder for rule {rule!r} (add one to diffxai.workflow.params)")
+    return canonical(BUILDERS[rule](config, _wildcards(wildcards)))
+
+
+def rule_threads(rule: str, config: Mapping) -> int:
+    """The torch threads of a rule's jobs (the ``threads`` setting of its params; 1 if none)."""
+    import diffxai.workflow.settings  # noqa: F401
+
+    wc = {"cls": config["classes"][0]["name"]} if config.get("classes") else {}
+    try:
+        return int(BUILDERS[rule](config, wc).get("threads", 1))
+    except (KeyError, IndexError, StopIteration):
+        return 1
+
+
+# --------------------------------------------------------------------------------------------
+# Recording which settings a driver reads (the params-exactness test)
+# --------------------------------------------------------------------------------------------
+
+
+class Tracked(dict):
+    """A dict that records the dotted path of every key read through it (nested dicts and dicts
+    inside lists are tracked too; ``[]`` stands for any list index)."""
+
+    def __init__(self, data: Mapping, reads: set[str], prefix: str = ""):
+        super().__init__()
+        self._reads, self._prefix = reads, prefix
+        for k, v in data.items():
+            dict.__setitem__(self, k, _track(v, reads, f"{prefix}{k}"))
+
+    def _mark(self, key) -> None:
+        self._reads.add(f"{self._prefix}{key}")
+
+    def __getitem__(self, key):
+        self._mark(key)
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        self._mark(key)
+        return dict.get(self, key, default)
+
+    def __iter__(self):
+        for k in dict.keys(self):
+            self._mark(k)
+        return dict.__iter__(self)
+
+    def keys(self):
+        for k in dict.keys(self):
+            self._mark(k)
+        return dict.keys(self)
+
+    def items(self):
+        return [(k, self[k]) for k in dict.keys(self)]
+
+    def values(self):
+        return [self[k] for k in dict.keys(self)]
+
+    def untracked(self) -> dict:
+        """A plain copy, read without recording (provenance hashes)."""
+        return {k: _plain(v) for k, v in dict.items(self)}
+
+
+def _track(v, reads, path):
+    if isinstance(v, Mapping):
+        return Tracked(v, reads, path + ".")
+    if isinstance(v, list):
+        return [_track(x, reads, path + "[]") for x in v]
+    return v
+
+
+def _plain(v):
+    if isinstance(v, Tracked):
+        return v.untracked()
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def leaf_paths(obj: Any, prefix: str = "") -> set[str]:
+    """Dotted paths of the leaves of nested settings (``[]`` for list elements that are dicts)."""
+    out: set[str] = set()
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            sub = leaf_paths(v, f"{prefix}{k}.") if isinstance(v, (Mapping, list)) and v else set()
+            out |= sub or {f"{prefix}{k}"}
+    elif isinstance(obj, list):
+        for v in obj:
+            if isinstance(v, Mapping):
+                out |= leaf_paths(v, prefix.rstrip(".") + "[].")
+    return out
+
+
+def unread(settings: Mapping, reads: Iterable[str]) -> list[str]:
+    """Leaf paths of ``settings`` that the driver never read (see :func:`leaf_paths`)."""
+    reads = set(reads)
+    return sorted(p for p in leaf_paths(settings) if p not in reads)

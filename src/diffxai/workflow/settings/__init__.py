@@ -1,0 +1,12 @@
+"""One module per stage holding its rules' params builders (see :mod:`diffxai.workflow.params`).
+
+Importing this package registers every builder.
+"""
+
+from diffxai.workflow.settings import (  # noqa: F401
+    attribution,
+    components,
+    foundation,
+    saliency,
+    schedules,
+)
