@@ -21,14 +21,14 @@ include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/trajectories.smk"
 include: "rules/likelihood.smk"
-include: "rules/report.smk"
 include: "rules/attribution.smk"
+include: "rules/saliency.smk"
 include: "rules/schedules.smk"
 include: "rules/components.smk"
-include: "rules/saliency.smk"
+include: "rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        get_final_outputs(),
+        get_final_output(),

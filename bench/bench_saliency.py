@@ -56,14 +56,16 @@ def timed(fn, device, repeats: int):
 
 def rise_naive(den, x, generator, n_masks, p, batch_size):
     """DF-RISE with one denoiser forward per mask (masks from the same stream as diffxai's)."""
-    from diffxai.methods.saliency import local_structure, mask_stream, minmax
+    from diffxai.core.imageops import minmax, ssim
+    from diffxai.methods.saliency import mask_stream
 
     with torch.no_grad():
         ref = den(x[None])
         acc = torch.zeros(x.shape[-2:], dtype=torch.float64, device=x.device)
         for masks in mask_stream(n_masks, tuple(x.shape[-2:]), p, generator, batch_size, "pixel", 8):
             for m in masks:
-                s = local_structure(ref, den(m[None] * x[None]))
+                s = ssim(ref, den(m[None] * x[None]), window=15, padding="zero", separable=False,
+                         terms="structure", clamp_variance=True, dtype=torch.float32, reduction="map")
                 acc += (m[0].double() * s[0].double())
     return minmax(acc.clamp_min(0).float()).cpu()
 

@@ -10,22 +10,16 @@ rule attribution_compute:
         f"{R}/logs/attribution_compute/{{method}}/{{cls}}.log",
     benchmark:
         f"{R}/benchmarks/attribution_compute/{{method}}/{{cls}}.tsv"
-    wildcard_constraints:
-        method="|".join(ATTR_METHODS),
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("attribution_compute")
     resources:
         gpu=stage_resources("attribution")["gpu"],
         mem_mb=stage_mem_mb("attribution"),
         runtime=stage_runtime("attribution"),
     params:
-        method=get_attribution_method,
-        selection=ATTR_SELECTION,
-        faithfulness=config["attribution"]["faithfulness"],
-        classifier=config["models"]["classifier"],
-        seed=config["seed"],
-        code=get_code_hash(*ATTR_CODE),
+        settings=get_settings("attribution_compute"),
+        code=get_code("attribution_compute"),
     script:
         "../scripts/attribution_compute.py"
 
@@ -40,22 +34,16 @@ rule attribution_sanity:
         f"{R}/logs/attribution_sanity/{{method}}.log",
     benchmark:
         f"{R}/benchmarks/attribution_sanity/{{method}}.tsv"
-    wildcard_constraints:
-        method="|".join(ATTR_METHODS),
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("attribution_sanity")
     resources:
         gpu=stage_resources("attribution")["gpu"],
         mem_mb=stage_mem_mb("attribution"),
         runtime=stage_runtime("attribution"),
     params:
-        method=get_attribution_method,
-        sanity=config["attribution"]["sanity"],
-        output=config["attribution"]["output"],
-        classifier=config["models"]["classifier"],
-        seed=config["seed"],
-        code=get_code_hash(*ATTR_CODE),
+        settings=get_settings("attribution_sanity"),
+        code=get_code("attribution_sanity"),
     script:
         "../scripts/attribution_sanity.py"
 
@@ -76,7 +64,8 @@ rule attribution_aggregate:
     conda:
         "../envs/diffxai.yaml"
     params:
-        code=get_code_hash("pipeline_attribution", "tables"),
+        settings=get_settings("attribution_aggregate"),
+        code=get_code("attribution_aggregate"),
     script:
         "../scripts/attribution_aggregate.py"
 
@@ -94,10 +83,8 @@ rule attribution_plot_maps:
     conda:
         "../envs/diffxai.yaml"
     params:
-        selection=ATTR_SELECTION,
-        plot_images=config["attribution"]["plot_images"],
-        plots=config["plots"],
-        code=get_code_hash(*ATTR_PLOT_CODE),
+        settings=get_settings("attribution_plot_maps"),
+        code=get_code("attribution_plot_maps"),
     script:
         "../scripts/attribution_plot_maps.py"
 
@@ -135,22 +122,8 @@ rule attribution_plot:
     conda:
         "../envs/diffxai.yaml"
     params:
-        plots=config["plots"],
-        code=get_code_hash(*ATTR_PLOT_CODE),
+        settings=get_settings("attribution_plot"),
+        code=get_code("attribution_plot"),
     script:
         "../scripts/attribution_plot.py"
 
-
-if "attribution" in config["stages"]:
-    FINAL_OUTPUTS.extend(
-        [
-            f"{R}/tables/attribution_stats.parquet",
-            f"{R}/tables/faithfulness.parquet",
-            f"{R}/tables/sanity.parquet",
-            f"{R}/plots/attribution_classes.png",
-            f"{R}/plots/attribution_faithfulness.png",
-            f"{R}/plots/attribution_sanity.png",
-            *[str(p) for p in attribution_stats_plots().values()],
-            *[str(p) for p in attribution_grid_plots()],
-        ]
-    )

@@ -1,8 +1,11 @@
-from snakemake.exceptions import WorkflowError
+from pathlib import Path
 
-# rules/config.smk (included first) put src/ on the path.
-from diffxai.config.checks import check_config
-from diffxai.io.tables import source_hash
+# rules/config.smk (included first) put src/ on the path. Only torch-free layers are imported
+# here: planning a run (`snakemake -n`, `--lint`, a bad config) never imports torch.
+from diffxai.config import check_config
+from diffxai.config.experiment import commitment_pairs, pair_id, saliency_classes
+from diffxai.core.codehash import code_hash
+from diffxai.workflow.params import rule_params, rule_threads
 
 # Schema, defaults and every stage's checks, before any job is planned.
 or_exit(check_config, config)
@@ -11,10 +14,41 @@ R = f"results/{config['experiment']}"
 CLASSES = [c["name"] for c in config["classes"]]
 DEMO_DDPM = config["models"]["diffusion"]["source"] == "demo"
 DEMO_CLASSIFIER = config["models"]["classifier"]["source"] == "demo"
+ATTR_METHODS = list(config["attribution"]["methods"])
+SALIENCY_METHODS = list(config["saliency"]["methods"])
+SALIENCY_CLASSES = saliency_classes(config)
+SCHEDULES = [s["name"] for s in config["schedules"]["schedules"]]
+COMMIT_PAIRS = {pair_id(a, b): [a, b] for a, b in commitment_pairs(config)}
+COMPONENT_CONCEPTS = list(config["components"]["concepts"])
 
 
 wildcard_constraints:
     cls="|".join(CLASSES),
+    method="|".join(ATTR_METHODS),
+    saliency="|".join(SALIENCY_METHODS),
+    schedule="|".join(SCHEDULES),
+    pair="|".join(COMMIT_PAIRS) if COMMIT_PAIRS else "^$",
+    concept="|".join(COMPONENT_CONCEPTS) or "^$",
+
+
+# --------------------------------------------------------------------------------------------
+# settings, code trigger, threads and resources of a rule
+# --------------------------------------------------------------------------------------------
+
+
+def get_settings(rule):
+    """The rule's params: exactly the settings its driver reads, canonical (diffxai.workflow.params)."""
+    return lambda wildcards: rule_params(rule, config, wildcards)
+
+
+def get_code(rule):
+    """The rule's code trigger: the AST hash of its script's import closure in diffxai."""
+    return code_hash(Path(workflow.basedir) / "scripts" / f"{rule}.py")
+
+
+def get_threads(rule):
+    """The rule's threads: the torch threads its jobs use (its settings' `threads`)."""
+    return rule_threads(rule, config)
 
 
 def stage_resources(stage):
@@ -22,16 +56,6 @@ def stage_resources(stage):
     res = dict(config["resources"])
     res.update(config.get(stage, {}).get("resources") or {})
     return res
-
-
-def all_cores(fallback=4):
-    """Threads of jobs that use the whole machine (the demo trainers): --cores when given, else
-    `fallback` (--report, --lint, cluster runs; the slurm profile's max-threads caps it).
-    """
-    try:
-        return workflow.cores
-    except WorkflowError:
-        return fallback
 
 
 def stage_mem_mb(stage):
@@ -44,6 +68,11 @@ def stage_runtime(stage):
     """A stage's runtime (minutes) times the attempt, so a job killed at its time limit gets longer."""
     base = stage_resources(stage)["runtime"]
     return lambda wildcards, attempt: base * attempt
+
+
+# --------------------------------------------------------------------------------------------
+# models, trajectories, likelihood
+# --------------------------------------------------------------------------------------------
 
 
 def get_ddpm(wildcards=None):
@@ -59,9 +88,8 @@ def get_class_images(wildcards):
     """Real images of a class folder, so that editing a photo reruns its class."""
     if config["data"]["source"] != "folder":
         return []
-    from diffxai.config.experiment import class_folder
-    from diffxai.io.images import list_images
-    from diffxai.config.experiment import class_spec
+    from diffxai.config.experiment import class_folder, class_spec
+    from diffxai.core.files import list_images
 
     cls = class_spec(config, wildcards.cls)
     return [
@@ -78,49 +106,9 @@ def get_likelihoods(wildcards=None):
     return expand(f"{R}/likelihood/{{cls}}.parquet", cls=CLASSES)
 
 
-def get_code_hash(*modules):
-    """A param that changes when the library code a rule runs changes (Snakemake tracks only scripts)."""
-    return source_hash(*modules)
-
-
-# Every stage's .smk appends the targets of `rule all` to this list.
-FINAL_OUTPUTS = []
-
-
-def get_report_tables(wildcards=None):
-    """Every table the workflow builds (as a target of all); the report shows each as a page."""
-    return [
-        p
-        for p in FINAL_OUTPUTS
-        if p.startswith(f"{R}/tables/") and p.endswith(".parquet")
-    ]
-
-
-def get_final_outputs():
-    """Targets of the default rule: every stage's outputs, plus the report's table pages."""
-    return FINAL_OUTPUTS + ([f"{R}/report/tables"] if get_report_tables() else [])
-
-
-# --- attribution (rules/attribution.smk) ---
-ATTR_METHODS = list(config["attribution"]["methods"])
-ATTR_CODE = (
-    "attribution",
-    "evaluation",
-    "pipeline_attribution",
-    "models",
-    "batching",
-    "seeding",
-    "tables",
-)
-ATTR_PLOT_CODE = ("plots_attribution", "plots", "pipeline_attribution", "tables")
-ATTR_SELECTION = {
-    k: config["attribution"][k]
-    for k in ("steps", "max_images", "draws", "views", "output", "store_dtype")
-}
-
-
-def get_attribution_method(wildcards):
-    return config["attribution"]["methods"][wildcards.method]
+# --------------------------------------------------------------------------------------------
+# attribution
+# --------------------------------------------------------------------------------------------
 
 
 def get_attribution_jobs(kind):
@@ -171,3 +159,150 @@ def attribution_stats_plot(view):
 def attribution_stats_plots():
     views = config["attribution"]["views"] or config["trajectories"]["views"]
     return {v: attribution_stats_plot(v) for v in views}
+
+
+# --------------------------------------------------------------------------------------------
+# saliency
+# --------------------------------------------------------------------------------------------
+
+
+def get_saliency_maps(wildcards=None):
+    return expand(
+        f"{R}/maps/saliency/{{saliency}}/{{cls}}.safetensors",
+        saliency=SALIENCY_METHODS,
+        cls=SALIENCY_CLASSES,
+    )
+
+
+def get_saliency_tables(wildcards=None):
+    return expand(
+        f"{R}/saliency/{{saliency}}/{{cls}}.parquet",
+        saliency=SALIENCY_METHODS,
+        cls=SALIENCY_CLASSES,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# schedules
+# --------------------------------------------------------------------------------------------
+
+
+def get_schedule_samples(wildcards=None):
+    return expand(f"{R}/samples/schedules/{{schedule}}.safetensors", schedule=SCHEDULES)
+
+
+def get_schedule_tables(kind=""):
+    def inner(wildcards=None):
+        return expand(f"{R}/schedules/{{schedule}}{kind}.parquet", schedule=SCHEDULES)
+
+    return inner
+
+
+def get_commitment_tables(wildcards=None):
+    return expand(f"{R}/schedules/commitment/{{pair}}.parquet", pair=list(COMMIT_PAIRS))
+
+
+# --------------------------------------------------------------------------------------------
+# components
+# --------------------------------------------------------------------------------------------
+
+
+def get_component_tables(kind):
+    def inner(wildcards=None):
+        return expand(
+            f"{R}/components/{{concept}}/{kind}.parquet", concept=COMPONENT_CONCEPTS
+        )
+
+    return inner
+
+
+def get_component_arrays(wildcards=None):
+    return expand(
+        f"{R}/components/{{concept}}/arrays.safetensors", concept=COMPONENT_CONCEPTS
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the targets of `rule all`
+# --------------------------------------------------------------------------------------------
+
+
+def stage_targets(stage):
+    """The final outputs of one stage (tables and plots)."""
+    t = f"{R}/tables"
+    p = f"{R}/plots"
+    if stage == "models":
+        return [f"{t}/models.parquet", f"{p}/model_samples.png"]
+    if stage == "trajectories":
+        return [f"{p}/trajectories.png"]
+    if stage == "likelihood":
+        return [
+            f"{t}/likelihood.parquet",
+            f"{t}/critical_intervals.parquet",
+            f"{p}/likelihood_by_view.png",
+            f"{p}/likelihood_by_class.png",
+        ]
+    if stage == "attribution":
+        return [
+            f"{t}/attribution_stats.parquet",
+            f"{t}/faithfulness.parquet",
+            f"{t}/sanity.parquet",
+            f"{p}/attribution_classes.png",
+            f"{p}/attribution_faithfulness.png",
+            f"{p}/attribution_sanity.png",
+            *[str(x) for x in attribution_stats_plots().values()],
+            *[str(x) for x in attribution_grid_plots()],
+        ]
+    if stage == "saliency":
+        return [
+            f"{t}/saliency_stats.parquet",
+            f"{p}/saliency_overlays.png",
+            f"{p}/saliency_dfcam_layers.png",
+            f"{p}/saliency_auc.png",
+        ]
+    if stage == "schedules":
+        return [
+            f"{t}/schedule_sampling.parquet",
+            f"{t}/schedule_steps.parquet",
+            f"{t}/schedule_distances.parquet",
+            f"{t}/commitment.parquet",
+            f"{t}/commitment_summary.parquet",
+            f"{p}/schedule_grid.png",
+            f"{p}/schedule_class_prob.png",
+            f"{p}/schedule_distances.png",
+            f"{p}/commitment.png",
+        ]
+    if stage == "components":
+        if not COMPONENT_CONCEPTS:
+            return []
+        return [
+            f"{t}/component_attribution.parquet",
+            f"{t}/concept_editing.parquet",
+            f"{t}/component_counterfactual.parquet",
+            f"{p}/components_attribution_mass.png",
+            f"{p}/components_editing.png",
+            f"{p}/components_counterfactual.png",
+            f"{p}/components_samples.png",
+        ]
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def get_report_tables(wildcards=None):
+    """Every table the run builds; the report shows each as a page."""
+    return [
+        x
+        for s in config["stages"]
+        for x in stage_targets(s)
+        if x.startswith(f"{R}/tables/") and x.endswith(".parquet")
+    ]
+
+
+def get_final_output():
+    """Targets of the default rule: every selected stage's outputs, plus the report's table pages."""
+    targets = [x for s in config["stages"] for x in stage_targets(s)]
+    return targets + ([f"{R}/report/tables"] if get_report_tables() else [])
+
+
+# TEMPORARY (removed when every stage is converted): lets unconverted .smk files parse
+def get_code_hash(*modules):
+    return "legacy"

@@ -1,10 +1,3 @@
-COMPONENT_CONCEPTS = list(config["components"]["concepts"])
-
-
-wildcard_constraints:
-    concept="|".join(COMPONENT_CONCEPTS) or "^$",
-
-
 rule components_baseline:
     input:
         ddpm=get_ddpm,
@@ -18,24 +11,14 @@ rule components_baseline:
         f"{R}/benchmarks/components_baseline.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("components_baseline")
     resources:
         gpu=stage_resources("components")["gpu"],
         mem_mb=stage_mem_mb("components"),
         runtime=stage_runtime("components"),
     params:
-        evaluation=config["components"]["evaluation"],
-        classes=config["components"]["eval_classes"] or config["classes"],
-        models=config["models"],
-        seed=config["seed"],
-        code=get_code_hash(
-            "pipeline_components",
-            "components",
-            "models",
-            "sampling",
-            "likelihood",
-            "tables",
-        ),
+        settings=get_settings("components_baseline"),
+        code=get_code("components_baseline"),
     script:
         "../scripts/components_baseline.py"
 
@@ -56,45 +39,23 @@ rule components_concept:
         f"{R}/benchmarks/components_concept/{{concept}}.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("components_concept")
     resources:
         gpu=stage_resources("components")["gpu"],
         mem_mb=stage_mem_mb("components"),
         runtime=stage_runtime("components"),
     params:
-        components={
-            k: v
-            for k, v in config["components"].items()
-            if k not in ("resources", "concepts")
-        },
-        classes=config["components"]["eval_classes"] or config["classes"],
-        models=config["models"],
-        seed=config["seed"],
-        code=get_code_hash(
-            "pipeline_components",
-            "components",
-            "models",
-            "sampling",
-            "likelihood",
-            "tables",
-        ),
+        settings=get_settings("components_concept"),
+        code=get_code("components_concept"),
     script:
         "../scripts/components_concept.py"
 
 
 rule components_aggregate:
     input:
-        attribution=expand(
-            f"{R}/components/{{concept}}/attribution.parquet",
-            concept=COMPONENT_CONCEPTS,
-        ),
-        editing=expand(
-            f"{R}/components/{{concept}}/editing.parquet", concept=COMPONENT_CONCEPTS
-        ),
-        counterfactual=expand(
-            f"{R}/components/{{concept}}/counterfactual.parquet",
-            concept=COMPONENT_CONCEPTS,
-        ),
+        attribution=get_component_tables("attribution"),
+        editing=get_component_tables("editing"),
+        counterfactual=get_component_tables("counterfactual"),
     output:
         attribution=f"{R}/tables/component_attribution.parquet",
         editing=f"{R}/tables/concept_editing.parquet",
@@ -106,7 +67,8 @@ rule components_aggregate:
     conda:
         "../envs/diffxai.yaml"
     params:
-        code=get_code_hash("pipeline_components", "tables"),
+        settings=get_settings("components_aggregate"),
+        code=get_code("components_aggregate"),
     script:
         "../scripts/components_aggregate.py"
 
@@ -117,10 +79,7 @@ rule components_plot:
         editing=f"{R}/tables/concept_editing.parquet",
         counterfactual=f"{R}/tables/component_counterfactual.parquet",
         baseline_samples=f"{R}/components/baseline_samples.safetensors",
-        arrays=expand(
-            f"{R}/components/{{concept}}/arrays.safetensors",
-            concept=COMPONENT_CONCEPTS,
-        ),
+        arrays=get_component_arrays,
     output:
         mass=report(
             f"{R}/plots/components_attribution_mass.png",
@@ -149,21 +108,8 @@ rule components_plot:
     conda:
         "../envs/diffxai.yaml"
     params:
-        plots=config["plots"],
-        code=get_code_hash("pipeline_components", "plots_components", "plots"),
+        settings=get_settings("components_plot"),
+        code=get_code("components_plot"),
     script:
         "../scripts/components_plot.py"
 
-
-if "components" in config["stages"] and COMPONENT_CONCEPTS:
-    FINAL_OUTPUTS.extend(
-        [
-            f"{R}/tables/component_attribution.parquet",
-            f"{R}/tables/concept_editing.parquet",
-            f"{R}/tables/component_counterfactual.parquet",
-            f"{R}/plots/components_attribution_mass.png",
-            f"{R}/plots/components_editing.png",
-            f"{R}/plots/components_counterfactual.png",
-            f"{R}/plots/components_samples.png",
-        ]
-    )

@@ -10,14 +10,14 @@ rule likelihood_compute:
         f"{R}/benchmarks/likelihood_compute/{{cls}}.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("likelihood_compute")
     resources:
         gpu=stage_resources("likelihood")["gpu"],
         mem_mb=stage_mem_mb("likelihood"),
         runtime=stage_runtime("likelihood"),
     params:
-        classifier=config["models"]["classifier"],
-        code=get_code_hash("likelihood", "models", "batching", "pipeline", "tables"),
+        settings=get_settings("likelihood_compute"),
+        code=get_code("likelihood_compute"),
     script:
         "../scripts/likelihood_compute.py"
 
@@ -35,8 +35,8 @@ rule likelihood_aggregate:
     conda:
         "../envs/diffxai.yaml"
     params:
-        window=config["likelihood"]["window"],
-        code=get_code_hash("likelihood", "tables", "pipeline"),
+        settings=get_settings("likelihood_aggregate"),
+        code=get_code("likelihood_aggregate"),
     script:
         "../scripts/likelihood_aggregate.py"
 
@@ -63,18 +63,8 @@ rule likelihood_plot:
     conda:
         "../envs/diffxai.yaml"
     params:
-        plots=config["plots"],
-        code=get_code_hash("plots", "pipeline"),
+        settings=get_settings("likelihood_plot"),
+        code=get_code("likelihood_plot"),
     script:
         "../scripts/likelihood_plot.py"
 
-
-if "likelihood" in config["stages"]:
-    FINAL_OUTPUTS.extend(
-        [
-            f"{R}/tables/likelihood.parquet",
-            f"{R}/tables/critical_intervals.parquet",
-            f"{R}/plots/likelihood_by_view.png",
-            f"{R}/plots/likelihood_by_class.png",
-        ]
-    )

@@ -7,17 +7,14 @@ rule models_train_ddpm:
         f"{R}/benchmarks/models_train_ddpm.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: config["models"]["threads"]
+    threads: get_threads("models_train_ddpm")
     resources:
         gpu=stage_resources("models")["gpu"],
         mem_mb=stage_mem_mb("models"),
         runtime=stage_runtime("models"),
     params:
-        diffusion=config["models"]["diffusion"],
-        data=config["data"],
-        seed=config["seed"],
-        code=get_code_hash("models", "data", "seeding", "pipeline"),
-        torch_threads=config["models"]["threads"],
+        settings=get_settings("models_train_ddpm"),
+        code=get_code("models_train_ddpm"),
     script:
         "../scripts/models_train_ddpm.py"
 
@@ -31,16 +28,14 @@ rule models_train_classifier:
         f"{R}/benchmarks/models_train_classifier.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("models_train_classifier")
     resources:
         gpu=stage_resources("models")["gpu"],
         mem_mb=stage_mem_mb("models"),
         runtime=stage_runtime("models"),
     params:
-        classifier=config["models"]["classifier"],
-        data=config["data"],
-        seed=config["seed"],
-        code=get_code_hash("models", "data", "seeding", "pipeline"),
+        settings=get_settings("models_train_classifier"),
+        code=get_code("models_train_classifier"),
     script:
         "../scripts/models_train_classifier.py"
 
@@ -51,32 +46,43 @@ rule models_evaluate:
         classifier=get_classifier,
     output:
         table=f"{R}/tables/models.parquet",
-        plot=report(
-            f"{R}/plots/model_samples.png",
-            caption="../report/model_samples.rst",
-            category="Models",
-        ),
+        samples=f"{R}/models/evaluation_samples.safetensors",
     log:
         f"{R}/logs/models_evaluate.log",
     benchmark:
         f"{R}/benchmarks/models_evaluate.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: config["models"]["threads"]
+    threads: get_threads("models_evaluate")
     resources:
         gpu=stage_resources("models")["gpu"],
         mem_mb=stage_mem_mb("models"),
         runtime=stage_runtime("models"),
     params:
-        models=config["models"],
-        classes=config["classes"],
-        data=config["data"],
-        seed=config["seed"],
-        code=get_code_hash("models", "sampling", "data", "pipeline", "plots", "tables"),
-        torch_threads=config["models"]["threads"],
+        settings=get_settings("models_evaluate"),
+        code=get_code("models_evaluate"),
     script:
         "../scripts/models_evaluate.py"
 
 
-if "models" in config["stages"]:
-    FINAL_OUTPUTS.extend([f"{R}/tables/models.parquet", f"{R}/plots/model_samples.png"])
+rule models_plot:
+    input:
+        table=f"{R}/tables/models.parquet",
+        samples=f"{R}/models/evaluation_samples.safetensors",
+    output:
+        report(
+            f"{R}/plots/model_samples.png",
+            caption="../report/model_samples.rst",
+            category="Models",
+        ),
+    log:
+        f"{R}/logs/models_plot.log",
+    benchmark:
+        f"{R}/benchmarks/models_plot.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    params:
+        settings=get_settings("models_plot"),
+        code=get_code("models_plot"),
+    script:
+        "../scripts/models_plot.py"

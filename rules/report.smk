@@ -16,7 +16,7 @@ rule report_tables:
     conda:
         "../envs/diffxai.yaml"
     params:
-        max_rows=500,
-        code=get_code_hash("report", "tables"),
+        settings=get_settings("report_tables"),
+        code=get_code("report_tables"),
     script:
         "../scripts/report_tables.py"

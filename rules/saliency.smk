@@ -1,39 +1,3 @@
-from diffxai.config.experiment import saliency_classes
-
-SALIENCY_METHODS = config["saliency"]["methods"]
-SALIENCY_CLASSES = saliency_classes(config)
-SALIENCY_CODE = ("saliency", "pipeline_saliency", "evaluation", "models", "sampling", "sd", "noising", "seeding",
-                 "batching", "pipeline", "tables")  # fmt: skip
-
-
-wildcard_constraints:
-    saliency="|".join(SALIENCY_METHODS),
-
-
-# The saliency settings that affect results (batch sizes and resources left out).
-SALIENCY_PARAMS = {
-    k: v
-    for k, v in config["saliency"].items()
-    if k not in ("resources", "classes", "methods")
-}
-SALIENCY_PARAMS["rise"] = {
-    k: v for k, v in SALIENCY_PARAMS["rise"].items() if k != "batch_size"
-}
-SALIENCY_PARAMS["evaluation"] = {
-    k: v for k, v in SALIENCY_PARAMS["evaluation"].items() if k != "batch_size"
-}
-SALIENCY_MAPS = expand(
-    f"{R}/maps/saliency/{{saliency}}/{{cls}}.safetensors",
-    saliency=SALIENCY_METHODS,
-    cls=SALIENCY_CLASSES,
-)
-SALIENCY_TABLES = expand(
-    f"{R}/saliency/{{saliency}}/{{cls}}.parquet",
-    saliency=SALIENCY_METHODS,
-    cls=SALIENCY_CLASSES,
-)
-
-
 rule saliency_compute:
     input:
         ddpm=get_ddpm,
@@ -46,24 +10,21 @@ rule saliency_compute:
         f"{R}/benchmarks/saliency_compute/{{saliency}}/{{cls}}.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("saliency_compute")
     resources:
         gpu=stage_resources("saliency")["gpu"],
         mem_mb=stage_mem_mb("saliency"),
         runtime=stage_runtime("saliency"),
     params:
-        saliency=SALIENCY_PARAMS,
-        diffusion=config["models"]["diffusion"],
-        cls=lambda wc: next(c for c in config["classes"] if c["name"] == wc.cls),
-        seed=config["seed"],
-        code=get_code_hash(*SALIENCY_CODE),
+        settings=get_settings("saliency_compute"),
+        code=get_code("saliency_compute"),
     script:
         "../scripts/saliency_compute.py"
 
 
 rule saliency_aggregate:
     input:
-        SALIENCY_TABLES,
+        get_saliency_tables,
     output:
         f"{R}/tables/saliency_stats.parquet",
     log:
@@ -73,7 +34,8 @@ rule saliency_aggregate:
     conda:
         "../envs/diffxai.yaml"
     params:
-        code=get_code_hash("pipeline_saliency", "tables"),
+        settings=get_settings("saliency_aggregate"),
+        code=get_code("saliency_aggregate"),
     script:
         "../scripts/saliency_aggregate.py"
 
@@ -81,7 +43,7 @@ rule saliency_aggregate:
 rule saliency_plot:
     input:
         table=f"{R}/tables/saliency_stats.parquet",
-        maps=SALIENCY_MAPS,
+        maps=get_saliency_maps,
     output:
         overlays=report(
             f"{R}/plots/saliency_overlays.png",
@@ -105,18 +67,8 @@ rule saliency_plot:
     conda:
         "../envs/diffxai.yaml"
     params:
-        plots=config["plots"],
-        code=get_code_hash("plots_saliency", "pipeline_saliency", "plots"),
+        settings=get_settings("saliency_plot"),
+        code=get_code("saliency_plot"),
     script:
         "../scripts/saliency_plot.py"
 
-
-if "saliency" in config["stages"]:
-    FINAL_OUTPUTS.extend(
-        [
-            f"{R}/tables/saliency_stats.parquet",
-            f"{R}/plots/saliency_overlays.png",
-            f"{R}/plots/saliency_dfcam_layers.png",
-            f"{R}/plots/saliency_auc.png",
-        ]
-    )

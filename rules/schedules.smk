@@ -1,27 +1,3 @@
-from diffxai.config.experiment import commitment_pairs, pair_id, stage_classes
-
-SCHEDULES = [s["name"] for s in config["schedules"]["schedules"]]
-COMMIT_PAIRS = {pair_id(a, b): [a, b] for a, b in commitment_pairs(config)}
-SCHEDULE_SAMPLES = expand(
-    f"{R}/samples/schedules/{{schedule}}.safetensors", schedule=SCHEDULES
-)
-SCHEDULE_CODE = get_code_hash(
-    "schedules",
-    "pipeline_schedules",
-    "sampling",
-    "models",
-    "likelihood",
-    "sd",
-    "pipeline",
-    "tables",
-)
-
-
-wildcard_constraints:
-    schedule="|".join(SCHEDULES),
-    pair="|".join(COMMIT_PAIRS) if COMMIT_PAIRS else "^$",
-
-
 rule schedules_generate:
     input:
         ddpm=get_ddpm,
@@ -36,24 +12,14 @@ rule schedules_generate:
         f"{R}/benchmarks/schedules_generate/{{schedule}}.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("schedules_generate")
     resources:
         gpu=stage_resources("schedules")["gpu"],
         mem_mb=stage_mem_mb("schedules"),
         runtime=stage_runtime("schedules"),
     params:
-        schedule=lambda wc: next(
-            s for s in config["schedules"]["schedules"] if s["name"] == wc.schedule
-        ),
-        n_seeds=config["schedules"]["n_seeds"],
-        guidance=config["schedules"]["guidance"],
-        sampler=config["schedules"]["sampler"],
-        sd=config["schedules"]["sd"],
-        classes=stage_classes(config),
-        diffusion=config["models"]["diffusion"],
-        classifier=config["models"]["classifier"],
-        seed=config["seed"],
-        code=SCHEDULE_CODE,
+        settings=get_settings("schedules_generate"),
+        code=get_code("schedules_generate"),
     script:
         "../scripts/schedules_generate.py"
 
@@ -70,35 +36,24 @@ rule schedules_commitment:
         f"{R}/benchmarks/schedules_commitment/{{pair}}.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("schedules_commitment")
     resources:
         gpu=stage_resources("schedules")["gpu"],
         mem_mb=stage_mem_mb("schedules"),
         runtime=stage_runtime("schedules"),
     params:
-        pair=lambda wc: COMMIT_PAIRS[wc.pair],
-        commitment=config["schedules"]["commitment"],
-        schedules=config["schedules"]["schedules"],
-        n_seeds=config["schedules"]["n_seeds"],
-        guidance=config["schedules"]["guidance"],
-        sampler=config["schedules"]["sampler"],
-        classes=stage_classes(config),
-        diffusion=config["models"]["diffusion"],
-        classifier=config["models"]["classifier"],
-        seed=config["seed"],
-        code=SCHEDULE_CODE,
+        settings=get_settings("schedules_commitment"),
+        code=get_code("schedules_commitment"),
     script:
         "../scripts/schedules_commitment.py"
 
 
 rule schedules_aggregate:
     input:
-        tables=expand(f"{R}/schedules/{{schedule}}.parquet", schedule=SCHEDULES),
-        steps=expand(f"{R}/schedules/{{schedule}}_steps.parquet", schedule=SCHEDULES),
-        samples=SCHEDULE_SAMPLES,
-        commitment=expand(
-            f"{R}/schedules/commitment/{{pair}}.parquet", pair=list(COMMIT_PAIRS)
-        ),
+        tables=get_schedule_tables(""),
+        steps=get_schedule_tables("_steps"),
+        samples=get_schedule_samples,
+        commitment=get_commitment_tables,
     output:
         sampling=f"{R}/tables/schedule_sampling.parquet",
         steps=f"{R}/tables/schedule_steps.parquet",
@@ -112,8 +67,8 @@ rule schedules_aggregate:
     conda:
         "../envs/diffxai.yaml"
     params:
-        lowpass_sigma=config["schedules"]["lowpass_sigma"],
-        code=get_code_hash("schedules", "pipeline_schedules", "tables"),
+        settings=get_settings("schedules_aggregate"),
+        code=get_code("schedules_aggregate"),
     script:
         "../scripts/schedules_aggregate.py"
 
@@ -125,7 +80,7 @@ rule schedules_plot:
         distances=f"{R}/tables/schedule_distances.parquet",
         commitment=f"{R}/tables/commitment.parquet",
         commitment_summary=f"{R}/tables/commitment_summary.parquet",
-        samples=SCHEDULE_SAMPLES,
+        samples=get_schedule_samples,
     output:
         grid=report(
             f"{R}/plots/schedule_grid.png",
@@ -154,24 +109,8 @@ rule schedules_plot:
     conda:
         "../envs/diffxai.yaml"
     params:
-        plots=config["plots"],
-        plot_seeds=config["schedules"]["plot_seeds"],
-        code=get_code_hash("plots", "plots_schedules", "pipeline_schedules"),
+        settings=get_settings("schedules_plot"),
+        code=get_code("schedules_plot"),
     script:
         "../scripts/schedules_plot.py"
 
-
-if "schedules" in config["stages"]:
-    FINAL_OUTPUTS.extend(
-        [
-            f"{R}/tables/schedule_sampling.parquet",
-            f"{R}/tables/schedule_steps.parquet",
-            f"{R}/tables/schedule_distances.parquet",
-            f"{R}/tables/commitment.parquet",
-            f"{R}/tables/commitment_summary.parquet",
-            f"{R}/plots/schedule_grid.png",
-            f"{R}/plots/schedule_class_prob.png",
-            f"{R}/plots/schedule_distances.png",
-            f"{R}/plots/commitment.png",
-        ]
-    )

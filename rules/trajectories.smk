@@ -10,21 +10,14 @@ rule trajectories_build:
         f"{R}/benchmarks/trajectories_build/{{cls}}.tsv"
     conda:
         "../envs/diffxai.yaml"
-    threads: 1
+    threads: get_threads("trajectories_build")
     resources:
         gpu=stage_resources("trajectories")["gpu"],
         mem_mb=stage_mem_mb("trajectories"),
         runtime=stage_runtime("trajectories"),
     params:
-        noise=config["noise"],
-        trajectories=config["trajectories"],
-        data=config["data"],
-        diffusion=config["models"]["diffusion"],
-        cls=lambda wc: next(c for c in config["classes"] if c["name"] == wc.cls),
-        seed=config["seed"],
-        code=get_code_hash(
-            "trajectories", "noising", "sampling", "models", "data", "pipeline"
-        ),
+        settings=get_settings("trajectories_build"),
+        code=get_code("trajectories_build"),
     script:
         "../scripts/trajectories_build.py"
 
@@ -45,11 +38,7 @@ rule trajectories_plot:
     conda:
         "../envs/diffxai.yaml"
     params:
-        plots=config["plots"],
-        code=get_code_hash("plots", "pipeline"),
+        settings=get_settings("trajectories_plot"),
+        code=get_code("trajectories_plot"),
     script:
         "../scripts/trajectories_plot.py"
-
-
-if "trajectories" in config["stages"]:
-    FINAL_OUTPUTS.append(f"{R}/plots/trajectories.png")

@@ -1,4 +1,4 @@
-from diffxai.stages.models import train_ddpm
+from diffxai.stages import models
 from diffxai.workflow.jobs import run_job
 
-run_job(snakemake, lambda s: train_ddpm(s.config, s.output[0]))
+run_job(snakemake, models.train_ddpm)

@@ -22,7 +22,7 @@ from diffxai.core.timesteps import make_schedule
 from diffxai.methods import components as cad
 from diffxai.methods.saliency import deletion_insertion, df_rise, pixel_denoiser, unet_layers
 from diffxai.metrics.faithfulness import deletion_insertion as generic_deletion_insertion
-from diffxai.sampling.loop import ddim_sample, scheduler_sample
+from diffxai.sampling.loop import sample
 from diffxai.sampling.noising import seeded_noise
 
 torch.set_num_threads(1)

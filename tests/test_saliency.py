@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 
 from diffxai.core.errors import DiffxaiError
-from diffxai.methods.saliency import Denoiser, deletion_insertion, df_cam, df_rise, generate_masks, local_structure, pixel_denoiser, resolve_layers, unet_layers
+from diffxai.core.imageops import ssim
+from diffxai.methods.saliency import Denoiser, deletion_insertion, df_cam, df_rise, generate_masks, pixel_denoiser, resolve_layers, unet_layers
 
 torch.set_num_threads(1)
 H = W = 16
@@ -130,7 +131,7 @@ def test_deletion_insertion_rank_the_true_region_above_a_random_map():
 def test_structure_term_matches_a_direct_computation_and_has_no_nans():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(1, 2, 12, 12, generator=g), torch.randn(1, 2, 12, 12, generator=g)
-    s = local_structure(a, b)
+    s = ssim(a, b, window=15, padding="zero", separable=False, terms="structure", clamp_variance=True, dtype=torch.float32, reduction="map")
     assert s.shape == (1, 12, 12)
     # direct float64 computation at one interior position (the 15x15 window covers the image)
     r = torch.arange(15, dtype=torch.float64) - 7
@@ -147,10 +148,10 @@ def test_structure_term_matches_a_direct_computation_and_has_no_nans():
         c3 = (0.03**2) / 2
         vals.append((cov + c3) / (va.sqrt() * vb.sqrt() + c3))
     assert float(s[0, y0, x0]) == pytest.approx(float(sum(vals) / 2), abs=1e-4)
-    assert torch.allclose(local_structure(a, a), torch.ones(1, 12, 12), atol=1e-4)
-    assert float(local_structure(a, -a).mean()) < -0.99
+    assert torch.allclose(ssim(a, a, window=15, padding="zero", separable=False, terms="structure", clamp_variance=True, dtype=torch.float32, reduction="map"), torch.ones(1, 12, 12), atol=1e-4)
+    assert float(ssim(a, -a, window=15, padding="zero", separable=False, terms="structure", clamp_variance=True, dtype=torch.float32, reduction="map").mean()) < -0.99
     const = torch.full((1, 1, 8, 8), 0.3)
-    assert torch.isfinite(local_structure(const, const)).all()  # zero variance: no sqrt of negatives
+    assert torch.isfinite(ssim(const, const, window=15, padding="zero", separable=False, terms="structure", clamp_variance=True, dtype=torch.float32, reduction="map")).all()  # zero variance: no sqrt of negatives
 
 
 def test_masks_pixel_and_grid():

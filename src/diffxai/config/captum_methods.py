@@ -20,17 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from diffxai.core.attrspec import (
-    INPUT,
-    LAYER,
-    NOISE_TUNNEL,
-    UNKNOWN,
-    CheckedMethod,
-    Signature,
-    check_class_kind,
-    check_method_table,
-    is_class_name,
-)
+from diffxai.core.attrspec import INPUT, LAYER, NOISE_TUNNEL, UNKNOWN, CheckedMethod, Signature
+from diffxai.core.attrspec import check_class_kind, check_method_table, is_class_name
 from diffxai.core.attrspec import check_method as _check_method
 from diffxai.core.errors import DiffxaiError
 
@@ -426,7 +417,8 @@ def captum_signature(name: str, where: str) -> Signature:
     try:
         info = index.read(name)
     except (Unreadable, SyntaxError, OSError) as exc:
-        raise DiffxaiError(f"{where}.captum", f"cannot read {name!r} from Captum {index.version}'s source: {exc}") from None
+        problem = f"cannot read {name!r} from Captum {index.version}'s source: {exc}"
+        raise DiffxaiError(f"{where}.captum", problem) from None
     check_class_kind(name, info.kind, where)
     return info.signature
 

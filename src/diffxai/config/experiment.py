@@ -1,10 +1,12 @@
-"""TODO docstring."""
+"""The typed view of an experiment: what a config's entries mean (class specs, labels, prompts,
+the model kind, the classes of each stage, T). Plain dicts in, plain values out; no torch."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from diffxai.core.errors import DiffxaiError
+from diffxai.core.files import class_folder
 
 DEMO_N_CLASSES = 10
 
@@ -29,12 +31,6 @@ def n_classifier_classes(config: dict) -> int:
     if clf["source"] == "demo":
         return DEMO_N_CLASSES
     return int(clf.get("num_classes", 1000))
-
-
-def class_folder(config: dict, cls: dict) -> Path:
-    if cls.get("folder"):
-        return Path(cls["folder"])
-    return Path(config["data"]["root"]) / cls["name"]
 
 
 def diffusion_label(cls: dict) -> int:
@@ -93,6 +89,17 @@ def saliency_classes(config: dict) -> list[str]:
 def class_prompt(cls: dict) -> str:
     """A class's text prompt (default ``"an image of a <name>"`` with ``_`` as spaces)."""
     return cls.get("prompt") or f"an image of a {cls['name'].replace('_', ' ')}"
+
+
+def diffusion_kind(config: dict) -> str:
+    """The experiment's diffusion backend kind, chosen once: ``pixel`` or ``stable_diffusion``."""
+    return config["models"]["diffusion"].get("type", "pixel")
+
+
+def condition_key(cls: dict, kind: str):
+    """What a class entry becomes for a diffusion backend of ``kind``: its diffusion label (pixel
+    models) or its prompt (text-conditioned models); the backend's ``encode`` takes a list of these."""
+    return class_prompt(cls) if kind == "stable_diffusion" else diffusion_label(cls)
 
 
 def stage_classes(config: dict) -> list[dict]:

@@ -70,7 +70,8 @@ def load_config(path: str | Path) -> dict:
 def apply_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Fill the schema's defaults into ``config`` (in place) and check it against the schema;
     returns it. Raises a one-line :class:`DiffxaiError` naming the field."""
-    validator = _validator(load_schema(schema_path))
+    schema = load_schema(schema_path)
+    validator = _validator(schema)
     # Fill defaults in two passes: nested defaults appear only after their parents exist.
     for _ in range(2):
         errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
@@ -82,4 +83,38 @@ def apply_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
             raise DiffxaiError(_field(list(err.absolute_path) + [extra[0]]), f"unknown key (allowed: {allowed})")
         msg = err.message if len(err.message) < 200 else err.message[:200] + "..."
         raise DiffxaiError(_field(err.absolute_path), msg)
-    return config
+    return _coerce_numbers(config, schema, schema)
+
+
+def _types(sub: dict) -> set[str]:
+    t = sub.get("type", [])
+    return {t} if isinstance(t, str) else set(t)
+
+
+def _is_number_field(sub) -> bool:
+    return isinstance(sub, dict) and "number" in _types(sub) and "integer" not in _types(sub)
+
+
+def _coerce_numbers(instance, sub: dict, root: dict):
+    """Typed settings: an integer given for a ``number`` field becomes a float (in place), so
+    ``guidance: 2`` and ``guidance: 2.0`` are the same setting and rerun nothing."""
+    if "$ref" in sub:
+        sub = root["definitions"][sub["$ref"].split("/")[-1]]
+    if isinstance(instance, dict):
+        props, extra = sub.get("properties", {}), sub.get("additionalProperties")
+        for k, v in list(instance.items()):
+            s = props.get(k, extra if isinstance(extra, dict) else None)
+            if not isinstance(s, dict):
+                continue
+            if isinstance(v, int) and not isinstance(v, bool) and _is_number_field(s):
+                instance[k] = float(v)
+            else:
+                _coerce_numbers(v, s, root)
+    elif isinstance(instance, list) and isinstance(sub.get("items"), dict):
+        s = sub["items"]
+        for i, v in enumerate(instance):
+            if isinstance(v, int) and not isinstance(v, bool) and _is_number_field(s):
+                instance[i] = float(v)
+            else:
+                _coerce_numbers(v, s, root)
+    return instance

@@ -82,7 +82,8 @@ def check_keys(given: dict, allowed: set[str], where: str, owner: str) -> None:
         if key in RESERVED:
             raise DiffxaiError(f"{where}.{key}", f"set by diffxai for every call; remove it from {owner}")
         if key not in allowed:
-            raise DiffxaiError(f"{where}.{key}", f"unknown parameter of {owner} (allowed: {', '.join(sorted(allowed))})")
+            options = ", ".join(sorted(allowed))
+            raise DiffxaiError(f"{where}.{key}", f"unknown parameter of {owner} (allowed: {options})")
 
 
 def check_gradshap(attribute: dict, where: str) -> None:

@@ -34,3 +34,9 @@ def check_image(path: str | Path) -> None:
             im.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DiffxaiError(str(path), f"not a readable image ({type(exc).__name__})") from None
+
+
+def class_folder(config: dict, cls: dict) -> Path:
+    if cls.get("folder"):
+        return Path(cls["folder"])
+    return Path(config["data"]["root"]) / cls["name"]

@@ -112,7 +112,7 @@ def load_folder(folder: str | Path, n_images: int, image_size: int, channels: in
     x = torch.stack([load_image(p, image_size, channels) for p in files])
     return x, [p.name for p in files]
 
-from diffxai.config.experiment import class_folder
+from diffxai.core.files import class_folder
 
 
 def class_images(config: dict, cls: dict) -> tuple[torch.Tensor, list[str]]:

@@ -15,6 +15,7 @@ import torch
 import diffxai
 from diffxai.core.codehash import package_hash
 from diffxai.io.atomic import _atomic_target
+from diffxai.io.specs import TableSpec, check_table, get_spec
 
 EXECUTION_KEYS = {"stages", "resources"}
 
@@ -49,9 +50,11 @@ def _version(mod: str) -> str:
 
 
 def provenance(config: dict, device: str | torch.device = "cpu") -> dict[str, str]:
-    """The metadata every table carries."""
+    """The metadata every table carries: the hash of the settings the job ran with (its rule's
+    params; the whole config when called with it), the diffxai source hash (AST), versions, device."""
+    plain = config.untracked() if hasattr(config, "untracked") else config
     return {
-        "diffxai.config_hash": config_hash(config),
+        "diffxai.config_hash": config_hash(plain),
         "diffxai.version": diffxai.__version__,
         "diffxai.source_hash": package_hash(),
         "diffxai.torch": torch.__version__,
@@ -77,6 +80,14 @@ def write_parquet(df: pd.DataFrame, path: str | Path, meta: dict[str, str]) -> N
         tmp.unlink(missing_ok=True)
 
 
+def write_table(df: pd.DataFrame, path: str | Path, spec: TableSpec | str, meta: dict[str, str]) -> None:
+    """Check ``df`` against its table spec (a :class:`~diffxai.io.specs.TableSpec` or its name in
+    :data:`~diffxai.io.specs.SPECS`), then :func:`write_parquet` it; a table that breaks its
+    contract raises a one-line :class:`~diffxai.core.errors.DiffxaiError` and writes nothing."""
+    check_table(df, get_spec(spec))
+    write_parquet(df, path, meta)
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The ``diffxai.*`` metadata of a Parquet file."""
     md = pq.read_schema(path).metadata or {}
@@ -88,9 +99,17 @@ def concat_parquet(paths: list[str | Path]) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
-def aggregate_tables(config: dict, device, outputs: dict[str, list[str | Path]]) -> None:
-    """Concatenate per-job tables into aggregate tables: ``{out_path: [job tables...]}``, one
-    provenance for all."""
-    meta = provenance(config, device)
-    for out, inputs in outputs.items():
-        write_parquet(concat_parquet(inputs), out, meta)
+def aggregate_meta(params: dict, inputs: list[str | Path]) -> dict[str, str]:
+    """Provenance of a table made from per-job tables: the job's settings, and the device the
+    per-job tables were computed on (read from the first input's metadata)."""
+    device = read_metadata(inputs[0]).get("diffxai.device", "cpu") if inputs else "cpu"
+    return provenance(params, device)
+
+
+def aggregate_tables(params: dict, outputs: dict) -> None:
+    """Concatenate per-job tables into aggregate tables: ``{out_path: ([job tables...], spec)}``,
+    each checked against its contract spec, one provenance for all."""
+    first = next(iter(outputs.values()))[0]
+    meta = aggregate_meta(params, first)
+    for out, (inputs, spec) in outputs.items():
+        write_table(concat_parquet(inputs), out, spec, meta)

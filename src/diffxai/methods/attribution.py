@@ -1,4 +1,57 @@
-"""TODO docstring."""
+"""Captum attribution maps, batched, for configured methods and callable targets.
+
+A method is configured as::
+
+    ig:
+      captum: IntegratedGradients         # any input-attribution class of captum.attr
+      args: {multiply_by_inputs: true}    # constructor arguments (after the forward function)
+      attribute: {baselines: 0.0, n_steps: 20, internal_batch_size: 2048}   # .attribute() kwargs
+      batch_size: 64                      # maps per Captum call
+      reference_size: null                # see below
+      noise_tunnel: null                  # or {nt_type: smoothgrad, nt_samples: 10, stdevs: 0.1}
+
+so Saliency, DeepLift, InputXGradient, FeatureAblation, ... and NoiseTunnel-wrapped versions
+are added by config alone (:func:`build_method`; the rules are shared with the torch-free
+planning check in :mod:`diffxai.core.attrspec`). Unknown classes or parameters are one-line
+:class:`DiffxaiError`\\ s naming the config field.
+
+**Targets.** What a map explains is an object, as pytorch-grad-cam's ``ClassifierOutputTarget``:
+:class:`ClassLogit` (the class's logit, the poster) or :class:`ClassProbability` (its softmax
+probability), each holding the class index and callable on the model's output ``(..., n_classes)``.
+Captum still receives a forward function and ``target=`` indices: the target's
+:meth:`~ClassTarget.forward_function` (the model itself for logits, the model followed by a
+softmax for probabilities) and the targets' indices, so ``target(model(x)) ==
+target.forward_function(model)(x)[..., target.index]``. The maps of one call share one kind of
+target (one forward function); the indices may differ per map.
+
+Conventions:
+
+* Inputs ``(M, C, H, W)`` in [-1, 1] (what the classifier takes); one target per map (or one for
+  all); maps come back ``(M, C, H, W)`` like Captum's, and :func:`reduce_channels` sums the
+  channel axis (as Captum's image visualisation does) to the stored ``(M, H, W)``.
+* List values containing the string ``"C"`` (e.g. ``sliding_window_shapes: [C, 15, 15]``) get
+  the image's channel count. With ``reference_size: 224`` the last two entries of
+  ``sliding_window_shapes`` and ``strides`` are given for a 224-px image and scaled to the
+  input's size (``max(1, round(v·H/224))``): Occlusion's (C, 15, 15) / (C, 8, 8) becomes
+  (C, 17, 17) / (C, 9, 9) at 256 px and (C, 1, 1) / (C, 1, 1) on 16-px digits.
+* **GradientSHAP** (``captum: GradientShap``) takes ``baselines`` as a list of multipliers of
+  the input: ``[0.0, 1.0]`` is the poster's distribution {0·x, 1·x}, per image. Captum's
+  GradientShap draws from one shared baseline set for the whole batch and from the global
+  RNGs, so the batched path here draws, for every map, exactly what a one-image Captum call
+  seeded with that map's seed draws (baseline indices and the interpolation coefficients from
+  ``numpy.random.RandomState(seed % 2**32)``, the input noise from a ``torch.Generator`` seeded
+  with ``seed``), then takes Captum's gradients (``Saliency``) of all images × samples of a
+  chunk at once. The result equals :func:`attribute_reference` (one image per call, Captum's
+  GradientShap) and does not depend on the batch size.
+* NoiseTunnel wrappers draw from torch's global RNG; each chunk runs under
+  ``torch.random.fork_rng`` seeded from its first map's seed: deterministic for a given
+  ``batch_size``, but not independent of it.
+
+:func:`map_faithfulness` scores maps against random maps by deletion / insertion
+(:func:`diffxai.metrics.faithfulness.deletion_insertion`); :func:`parameter_layers` and
+:func:`randomise_layer` are the cascading model randomisation of the sanity check (Adebayo et
+al. 2018).
+"""
 
 from __future__ import annotations
 
@@ -11,34 +64,34 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diffxai.core.attrspec import (
-    INPUT,
-    LAYER,
-    NOISE_TUNNEL,
-    UNKNOWN,
-    Signature,
-    check_class_kind,
-    check_method,
-    check_method_table,
-    is_class_name,
-    method_where,
-)
-from diffxai.core.batching import map_batches
+from diffxai.core.attrspec import INPUT, LAYER, NOISE_TUNNEL, UNKNOWN, Signature
+from diffxai.core.attrspec import check_class_kind, check_method, check_method_table, is_class_name, method_where
+from diffxai.core.batching import Progress, batch_slices, map_batches
 from diffxai.core.errors import DiffxaiError
 from diffxai.core.seeding import derive_seed
+from diffxai.metrics.faithfulness import ScoreFn, deletion_insertion
 
+#: the poster's three methods (Integrated Gradients, GradientSHAP, Occlusion) as config entries
 POSTER_METHODS = {
-    "ig": {"captum": "IntegratedGradients", "attribute": {"baselines": 0.0, "n_steps": 20, "internal_batch_size": 2048}},
+    "ig": {
+        "captum": "IntegratedGradients",
+        "attribute": {"baselines": 0.0, "n_steps": 20, "internal_batch_size": 2048},
+    },
     "gradshap": {"captum": "GradientShap", "attribute": {"n_samples": 50, "stdevs": 0.0001, "baselines": [0.0, 1.0]}},
     "occlusion": {
         "captum": "Occlusion",
         "reference_size": 224,
-        "attribute": {"sliding_window_shapes": ["C", 15, 15], "strides": ["C", 8, 8], "baselines": 0.0,
-                      "perturbations_per_eval": 64},
+        "attribute": {
+            "sliding_window_shapes": ["C", 15, 15],
+            "strides": ["C", 8, 8],
+            "baselines": 0.0,
+            "perturbations_per_eval": 64,
+        },
     },
-}  # fmt: skip
+}
 
 
+#: `attribute` keys whose last two entries `reference_size` scales to the image
 SCALED_KEYS = ("sliding_window_shapes", "strides")
 
 
@@ -66,12 +119,7 @@ class MethodSpec:
 def captum_class(name: str, where: str) -> type:
     """The ``captum.attr`` input-attribution class called ``name``."""
     import captum.attr as ca
-    from captum.attr import (
-        Attribution,
-        LayerAttribution,
-        NeuronAttribution,
-        NoiseTunnel,
-    )
+    from captum.attr import Attribution, LayerAttribution, NeuronAttribution, NoiseTunnel
 
     cls = getattr(ca, name, None) if is_class_name(name) else None
     if not (inspect.isclass(cls) and issubclass(cls, Attribution)):
@@ -110,13 +158,6 @@ def build_methods(methods: dict) -> dict[str, MethodSpec]:
     return {name: build_method(name, entry) for name, entry in methods.items()}
 
 
-def method_spec(config: dict, name: str) -> MethodSpec:
-    methods = config["attribution"]["methods"]
-    if name not in methods:
-        raise DiffxaiError("method", f"unknown attribution method {name!r} (configured: {', '.join(methods)})")
-    return build_method(name, methods[name])
-
-
 def _resolve(value, channels: int):
     if isinstance(value, (list, tuple)):
         return tuple(channels if v == "C" else _resolve(v, channels) for v in value)
@@ -133,8 +174,8 @@ def attribute_kwargs(spec: MethodSpec, image_shape: Sequence[int]) -> dict:
         for key in SCALED_KEYS:
             v = kw.get(key)
             if isinstance(v, tuple) and len(v) >= 2:
-                kw[key] = v[:-2] + (max(1, round(v[-2] * h / spec.reference_size)),
-                                    max(1, round(v[-1] * w / spec.reference_size)))  # fmt: skip
+                ref = spec.reference_size
+                kw[key] = v[:-2] + (max(1, round(v[-2] * h / ref)), max(1, round(v[-1] * w / ref)))
             elif isinstance(v, int):
                 kw[key] = max(1, round(v * min(h, w) / spec.reference_size))
     return kw
@@ -145,24 +186,101 @@ def reduce_channels(maps: torch.Tensor) -> torch.Tensor:
     return maps.sum(dim=1)
 
 
-class ProbabilityOutput(nn.Module):
-    """Wrap a logit classifier so attributions explain the softmax probability."""
+@dataclass(frozen=True)
+class ClassTarget:
+    """What a map explains: one class's score in a classifier's output (see module doc).
+
+    ``index``: the class. Subclasses define :meth:`scores` (every class's score from the logits)
+    and :meth:`forward_function` (the model composed with it, what Captum differentiates)."""
+
+    index: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "index", int(self.index))
+
+    @staticmethod
+    def scores(logits: torch.Tensor) -> torch.Tensor:
+        """Every class's score ``(..., n_classes)`` from logits ``(..., n_classes)``."""
+        raise NotImplementedError
+
+    @classmethod
+    def forward_function(cls, model: nn.Module) -> nn.Module:
+        """The model whose output ``(B, n_classes)`` holds this kind of score of every class."""
+        raise NotImplementedError
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        """This class's score ``(...)`` from the model's logits ``(..., n_classes)``."""
+        return self.scores(logits)[..., self.index]
+
+
+@dataclass(frozen=True)
+class ClassLogit(ClassTarget):
+    """The logit of class ``index`` (the poster's target); Captum differentiates the model itself."""
+
+    @staticmethod
+    def scores(logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    @classmethod
+    def forward_function(cls, model: nn.Module) -> nn.Module:
+        return model
+
+
+class _Softmax(nn.Module):
+    """A logit model followed by a softmax over classes."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(x), dim=-1)
+        return ClassProbability.scores(self.net(x))
 
 
-def forward_function(classifier: nn.Module, output: str = "logit") -> nn.Module:
-    """What maps explain: the classifier's logits (the poster) or softmax probabilities."""
-    if output == "logit":
-        return classifier
-    if output == "prob":
-        return ProbabilityOutput(classifier)
-    raise DiffxaiError("config.attribution.output", f"unknown output {output!r} (logit, prob)")
+@dataclass(frozen=True)
+class ClassProbability(ClassTarget):
+    """The softmax probability of class ``index`` (in [0, 1])."""
+
+    @staticmethod
+    def scores(logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=-1)
+
+    @classmethod
+    def forward_function(cls, model: nn.Module) -> nn.Module:
+        return _Softmax(model)
+
+
+def target_kind(targets: Sequence[ClassTarget]) -> type[ClassTarget]:
+    """The one :class:`ClassTarget` subclass of ``targets`` (a ``ValueError`` when they mix kinds)."""
+    kinds = {type(t) for t in targets}
+    if len(kinds) != 1 or not issubclass(next(iter(kinds)), ClassTarget):
+        raise ValueError(f"targets must be one ClassTarget kind, got {sorted(k.__name__ for k in kinds)}")
+    return kinds.pop()
+
+
+def _per_map(targets: ClassTarget | Sequence[ClassTarget], m: int) -> list[ClassTarget]:
+    """One target per map: ``targets`` repeated ``m`` times, or the ``m`` given ones."""
+    out = [targets] * m if isinstance(targets, ClassTarget) else list(targets)
+    if len(out) != m:
+        raise ValueError(f"one target per map is required ({m}), got {len(out)}")
+    return out
+
+
+def _indices(targets: Sequence[ClassTarget]) -> torch.Tensor:
+    return torch.tensor([t.index for t in targets], dtype=torch.long)
+
+
+def target_score(model: nn.Module, targets: Sequence[ClassTarget]) -> ScoreFn:
+    """A :data:`~diffxai.metrics.faithfulness.ScoreFn` for ``deletion_insertion``: row ``src`` of a
+    perturbed batch ``x`` ``(B, C, H, W)`` scores ``targets[src]`` on ``model(x)`` (logits cast to
+    float32), ``(B,)``."""
+    kind, index = target_kind(targets), _indices(targets)
+
+    def score(x: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        s = kind.scores(model(x).float())
+        return s.gather(1, index.to(x.device)[src].view(-1, 1)).squeeze(1)
+
+    return score
 
 
 def _instantiate(spec: MethodSpec, forward_func: nn.Module | Callable):
@@ -192,60 +310,64 @@ class MapAttributor:
     """Batched attribution maps of one configured method for one model.
 
     Args:
-        forward_func: the model (e.g. :class:`diffxai.models.Classifier`); output ``(B, classes)``.
+        model: the classifier (e.g. :class:`diffxai.models.classifiers.Classifier`), logits
+            ``(B, n_classes)``; what is differentiated is chosen per call by the targets.
         spec: the method (see :func:`build_method`).
     """
 
-    def __init__(self, forward_func: nn.Module | Callable, spec: MethodSpec):
-        self.forward_func = forward_func
+    def __init__(self, model: nn.Module | Callable, spec: MethodSpec):
+        self.model = model
         self.spec = spec
-        self.method = None if spec.is_gradshap else _instantiate(spec, forward_func)
 
     def attribute(
         self,
         inputs: torch.Tensor,
-        target: torch.Tensor | int,
+        targets: ClassTarget | Sequence[ClassTarget],
         seeds: Sequence[int] | None = None,
         *,
         device: torch.device | str | None = None,
         batch_size: int | None = None,
         out_device: torch.device | str | None = "cpu",
     ) -> torch.Tensor:
-        """Attribution maps ``(M, C, H, W)`` for ``inputs`` ``(M, C, H, W)``.
+        """Attribution maps ``(M, C, H, W)`` for ``inputs`` ``(M, C, H, W)``, in the explained
+        score's units per input unit (times the input, for methods that multiply by it).
 
         Args:
-            target: ``(M,)`` class indices (or one int for all).
+            targets: what each map explains, one :class:`ClassTarget` per map (or one for all),
+                all of one kind.
             seeds: one integer per map; randomised methods (GradientSHAP, NoiseTunnel) draw
                 from them. Required for those, ignored by deterministic ones.
             device: where the model runs (default: the inputs' device).
             batch_size: maps per Captum call (default ``spec.batch_size``).
         """
         m = inputs.shape[0]
-        target = torch.full((m,), int(target), dtype=torch.long) if isinstance(target, int) else torch.as_tensor(target)
-        if target.shape != (m,):
-            raise ValueError(f"target must be ({m},), got {tuple(target.shape)}")
+        targets = _per_map(targets, m)
+        forward = target_kind(targets).forward_function(self.model)
+        index = _indices(targets)
         random = self.spec.is_gradshap or bool(self.spec.noise_tunnel)
         if random and (seeds is None or len(seeds) != m):
             raise ValueError(f"{self.spec.captum}: one seed per map is required")
         device = torch.device(device) if device is not None else inputs.device
         kw = attribute_kwargs(self.spec, inputs.shape[1:])
         seeds_t = torch.as_tensor(list(seeds) if seeds is not None else [0] * m, dtype=torch.long)
+        method = None if self.spec.is_gradshap else _instantiate(self.spec, forward)
 
         def chunk(x: torch.Tensor, t: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
             if self.spec.is_gradshap:
-                return self._gradshap(x, t, sd.tolist()).detach()
+                return self._gradshap(forward, x, t, sd.tolist()).detach()
             if self.spec.noise_tunnel:
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     torch.manual_seed(derive_seed(int(sd[0]), "noise-tunnel", len(sd)))
-                    return self.method.attribute(x, target=t, **self.spec.noise_tunnel, **kw).detach()
-            return self.method.attribute(x, target=t, **kw).detach()
+                    return method.attribute(x, target=t, **self.spec.noise_tunnel, **kw).detach()
+            return method.attribute(x, target=t, **kw).detach()
 
         # map_batches halves the chunk and retries on out-of-memory (logged); maps do not depend on
         # the chunking except for NoiseTunnel, whose noise is drawn per chunk.
-        return map_batches(chunk, inputs, target, seeds_t, batch_size=batch_size or self.spec.batch_size,
-                           device=device, out_device=out_device, what="maps", label=self.spec.name)  # fmt: skip
+        return map_batches(chunk, inputs, index, seeds_t, batch_size=batch_size or self.spec.batch_size,
+                           device=device, out_device=out_device, what="maps", label=self.spec.name)
 
-    def _gradshap(self, x: torch.Tensor, target: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+    def _gradshap(self, forward: nn.Module | Callable, x: torch.Tensor, target: torch.Tensor,
+                  seeds: Sequence[int]) -> torch.Tensor:
         """GradientSHAP of a chunk with per-map randomness identical to one-image Captum calls."""
         from captum.attr import Saliency
 
@@ -265,17 +387,17 @@ class MapAttributor:
         xn = x.repeat_interleave(n, dim=0) + torch.stack(noise).view(b * n, *shape)
         base = mult[idx].view(b * n, *([1] * len(shape))) * x.repeat_interleave(n, dim=0)
         scaled = (alpha * xn + (1.0 - alpha) * base).requires_grad_()
-        grads = Saliency(self.forward_func).attribute(scaled, target=target.repeat_interleave(n), abs=False)
+        grads = Saliency(forward).attribute(scaled, target=target.repeat_interleave(n), abs=False)
         multiply = self.spec.args.get("multiply_by_inputs", True)
         attr = (xn - base) * grads if multiply else grads
         return attr.view(b, n, *shape).sum(dim=1) * 1 / n
 
 
 def attribute_reference(
-    forward_func: nn.Module | Callable,
+    model: nn.Module | Callable,
     spec: MethodSpec,
     inputs: torch.Tensor,
-    target: torch.Tensor | Sequence[int],
+    targets: ClassTarget | Sequence[ClassTarget],
     seeds: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """The poster's loop: one Captum call per image, ``(M, C, H, W)`` on the inputs' device.
@@ -285,12 +407,14 @@ def attribute_reference(
     randomised methods need ``seeds``."""
     import captum.attr as ca
 
+    targets = _per_map(targets, inputs.shape[0])
+    forward = target_kind(targets).forward_function(model)
     kw = attribute_kwargs(spec, inputs.shape[1:])
-    method = ca.GradientShap(forward_func, **spec.args) if spec.is_gradshap else _instantiate(spec, forward_func)
+    method = ca.GradientShap(forward, **spec.args) if spec.is_gradshap else _instantiate(spec, forward)
     device = inputs.device
     outs = []
     for i in range(inputs.shape[0]):
-        x, t = inputs[i : i + 1], int(target[i])
+        x, t = inputs[i : i + 1], targets[i].index
         if spec.is_gradshap or spec.noise_tunnel:
             seed = int(seeds[i])
             state = np.random.get_state()
@@ -302,7 +426,7 @@ def attribute_reference(
                         at = spec.attribute
                         dist = torch.cat([float(m) * x for m in at.get("baselines", [0.0, 1.0])])
                         a = method.attribute(x, baselines=dist, n_samples=int(at.get("n_samples", 5)),
-                                             stdevs=float(at.get("stdevs", 0.0)), target=t)  # fmt: skip
+                                             stdevs=float(at.get("stdevs", 0.0)), target=t)
                     else:
                         a = method.attribute(x, target=t, **spec.noise_tunnel, **kw)
             finally:
@@ -311,6 +435,55 @@ def attribute_reference(
             a = method.attribute(x, target=t, **kw)
         outs.append(a.detach())
     return torch.cat(outs)
+
+
+@torch.no_grad()
+def map_faithfulness(
+    model: nn.Module,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    random: torch.Tensor,
+    targets: Sequence[ClassTarget],
+    *,
+    n_points: int,
+    blur_kernel: int,
+    blur_sigma: float,
+    substrate: float,
+    batch_size: int,
+    device: torch.device | str,
+) -> dict[str, torch.Tensor]:
+    """Deletion / insertion AUCs of ``maps`` and of ``random`` maps on the inputs they explain.
+
+    Args:
+        images: ``(M, C, H, W)`` in [-1, 1]; maps, random: ``(M, H, W)`` (larger = more important).
+        targets: the score of each row (e.g. :class:`ClassProbability`), one kind.
+        n_points, blur_kernel, blur_sigma (pixels), substrate, batch_size: see
+            :func:`~diffxai.metrics.faithfulness.deletion_insertion` (``batch_size`` perturbed
+            images per model call).
+    Returns:
+        ``{"deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random"}``, each
+        ``(M,)`` float32 on the CPU. Maps and their random maps go through ``deletion_insertion``
+        together, in chunks of ``4 · (batch_size // n_points)`` maps (at least 1).
+    """
+    m = images.shape[0]
+    targets = _per_map(targets, m)
+    chunk = max(1, (batch_size // n_points) * 4)
+    res = {k: [] for k in ("deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random")}
+    progress = Progress(m, "maps", "faithfulness")
+    for sl in batch_slices(m, chunk):  # (each deletion_insertion call halves its own batch on OOM)
+        b = sl.stop - sl.start
+        imgs = images[sl].to(device)
+        both = torch.cat([maps[sl], random[sl]]).to(device)
+        out = deletion_insertion(
+            torch.cat([imgs, imgs]), both, target_score(model, targets[sl] * 2), n_points=n_points,
+            blur_kernel=blur_kernel, blur_sigma=blur_sigma, substrate=substrate, batch_size=batch_size,
+        )
+        for metric in ("deletion", "insertion"):
+            auc = out[f"{metric}_auc"].cpu()
+            res[f"{metric}_auc"].append(auc[:b])
+            res[f"{metric}_auc_random"].append(auc[b:])
+        progress.advance(b)
+    return {k: torch.cat(v) for k, v in res.items()}
 
 
 def parameter_layers(model: nn.Module) -> list[str]:

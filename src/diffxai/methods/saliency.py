@@ -1,38 +1,66 @@
-"""TODO docstring."""
+"""DF-RISE and DF-CAM: which regions of its input does the denoiser use at one sampling step?
+
+The two tools of arXiv 2402.10404 (Park, Ju, Lee), for any :class:`~diffxai.models.backend.DiffusionBackend`:
+the demo's class-conditional pixel DDPM, any diffusers ``UNet2DModel`` pipeline and Stable
+Diffusion (latent space, text prompts, classifier-free guidance).
+
+Everything works on a :class:`Denoiser`: ε̂ at one fixed timestep with its conditioning bound
+(class label or prompt embedding, CFG weight), callable on a batch of inputs ``(B, C, H, W)`` in
+the model's input space (pixels in [-1, 1], or SD latents); :func:`fixed_step_denoiser` builds one
+from any backend.
+
+* **DF-RISE** (:func:`df_rise`): N random binary masks M_n on x_t (Bernoulli at full input
+  resolution shared across channels, or RISE grid masks), ε̂(M_n ⊙ x_t) compared with the
+  reference ε̂(x_t) by the local SSIM *structure* term S_n (15×15 Gaussian window, σ = 1.5,
+  C3 = C2/2, C2 = (0.03·L)², L = 1, averaged over channels); saliency ReLU(Σ_n M_n ⊙ S_n),
+  min–max normalised. Masks come from a seeded generator on the compute device and are
+  streamed in batches (never all held at once); an optional early stop ends the run once the
+  normalised map stops changing.
+* **DF-CAM** (:func:`df_cam`): Grad-CAM of y = Σ ε̂ over U-Net blocks. Activations A and
+  gradients G = ∂y/∂A of every hooked layer come from ONE forward and ONE backward pass; with
+  CFG both are combined across the branches as A_u + w (A_c − A_u). Per-layer map
+  ReLU(Σ_k mean_ij(G_k) A_k), upsampled to the input resolution and min–max normalised;
+  DF-CAM is the normalised sum of the per-layer maps. Hooks are context-managed
+  (:func:`diffxai.core.hooks.capture_activations`) and removed, also on errors.
+* **Evaluation** (:func:`deletion_insertion`): deletion (to zeros) and insertion (from a
+  Gaussian-blurred input) of the input positions in order of saliency
+  (:func:`diffxai.metrics.faithfulness.deletion_insertion`); each partly restored input is scored
+  by how close a *target* of the denoiser (an object: :class:`NextState` by default,
+  :class:`NoisePrediction`, :class:`CleanEstimate`) is to the same target on the intact input;
+  normalised trapezoid AUC.
+
+Shapes: maps are ``(H, W)`` (or batched ``(B, H, W)``) at the denoiser's input resolution,
+float32 in [0, 1].
+"""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from diffxai.core.argchecks import EVAL_SCORES, EVAL_TARGETS, RISE_ESTIMATORS, check_rise_args
 from diffxai.core.batching import BatchSize, Progress, batch_slices, map_batches
 from diffxai.core.errors import DiffxaiError
-from diffxai.core.argchecks import RISE_ESTIMATORS
-from diffxai.core.argchecks import check_eval_args
-from diffxai.core.argchecks import check_rise_args
+from diffxai.core.hooks import capture_activations
+from diffxai.core.imageops import minmax, ssim, upsample
+from diffxai.metrics.faithfulness import deletion_insertion as _deletion_insertion
+from diffxai.models.backend import DiffusionBackend
 
+#: the local SSIM window of DF-RISE's structure term and of the ``ssim`` score: side and σ in pixels
 SSIM_WINDOW = 15
-
-
 SSIM_SIGMA = 1.5
-
-
-
-
-
-
-
-
 CAM_REL_TOL = 1e-4  # a Grad-CAM map below this fraction of its terms' magnitude is round-off
 
 
+# --------------------------------------------------------------------------------------------
+# The denoiser at one fixed timestep
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -49,7 +77,8 @@ class Denoiser:
         t: the timestep explained.
         alpha_bar: ᾱ_t; ``alpha_bar_next``: ᾱ of the next sampling step (``None`` at the last
             step, where the sampler returns x̂0).
-        clip_x0: clip x̂0 to [-1, 1] in the next-step update (pixel models, as the sampler does).
+        clip_x0: clip x̂0 to [-1, 1] (pixel models, as the sampler does; not latents).
+        device, dtype: where and in which dtype the U-Net runs.
     """
 
     module: nn.Module
@@ -75,12 +104,13 @@ class Denoiser:
         return self.combine(self.branches(x.to(self.device, self.dtype)).float())
 
     def x0(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x̂0 = (x − sqrt(1 − ᾱ_t) ε̂) / sqrt(ᾱ_t) ``(B, C, H, W)``, clipped when :attr:`clip_x0`."""
         a = self.alpha_bar
         x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
         return x0.clamp(-1, 1) if self.clip_x0 else x0
 
     def next_step(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Deterministic DDIM (η = 0) update x_t → x_{t_next} (x̂0 at the last step).
+        """Deterministic DDIM (η = 0) update x_t → x_{t_next} ``(B, C, H, W)`` (x̂0 at the last step).
 
         For DPM-Solver++ this is its first-order update; the multistep correction needs the
         previous ε̂ and is not used for scoring (the reference output uses the same rule).
@@ -91,167 +121,115 @@ class Denoiser:
         a = self.alpha_bar_next
         return math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
 
-    def output(self, x: torch.Tensor, target: str = "next") -> torch.Tensor:
-        """The denoiser's output scored by the evaluation: ``next`` step, ``eps`` or ``x0``."""
-        x = x.to(self.device, torch.float32)
-        eps = self(x)
-        if target == "eps":
-            return eps
-        if target == "x0":
-            return self.x0(x, eps)
-        return self.next_step(x, eps)
 
-
-def _abar_pair(alphas_cumprod: torch.Tensor, t: int, t_next: int | None) -> tuple[float, float | None]:
-    abar = alphas_cumprod.double()
-    return float(abar[int(t)]), (None if t_next is None else float(abar[int(t_next)]))
-
-
-def pixel_denoiser(
-    model,
+def fixed_step_denoiser(
+    backend: DiffusionBackend,
     t: int,
-    label: int | None,
+    cond: torch.Tensor | None,
     guidance: float = 1.0,
-    t_next: int | None = None,
-    clip_x0: bool = True,
-) -> Denoiser:
-    """A :class:`Denoiser` for a pixel :class:`~diffxai.models.DiffusionModel`.
-
-    Matches ``model.eps_guided(x, t, labels, guidance)``: two branches (class ``label`` then the
-    null label) when the model is class-conditional, ``label`` is given and ``guidance != 1``;
-    otherwise one branch (conditional, or unconditional when ``label`` is ``None``).
-    """
-    device = model.device
-    cfg = model.conditional and label is not None and guidance != 1.0
-    n_br = 2 if cfg else 1
-
-    def branches(x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        tt = torch.full((n_br * b,), int(t), dtype=torch.long, device=x.device)
-        if not model.conditional:
-            return model.unet(x, tt).sample
-        lab = torch.full((b,), int(label if label is not None else model.null_label), dtype=torch.long, device=x.device)
-        if cfg:
-            lab = torch.cat([lab, torch.full_like(lab, model.null_label)])
-            x = torch.cat([x, x])
-        return model.unet(x, tt, class_labels=lab).sample
-
-    a, a_next = _abar_pair(model.alphas_cumprod, t, t_next)
-    dtype = next(model.unet.parameters()).dtype
-    return Denoiser(model.unet, branches, n_br, float(guidance), int(t), a, a_next, clip_x0, device, dtype)
-
-
-def sd_denoiser(
-    model,
-    t: int,
-    cond_emb: torch.Tensor,
-    uncond_emb: torch.Tensor | None,
-    guidance: float,
+    *,
+    null: torch.Tensor | None = None,
     t_next: int | None = None,
 ) -> Denoiser:
-    """A :class:`Denoiser` for Stable Diffusion (:class:`diffxai.sd.SDModel`) in latent space.
+    """The :class:`Denoiser` of ``backend`` at timestep ``t``: equal to
+    ``backend.eps_guided(x, t, cond, guidance, null)`` (tested), for pixel and latent models alike.
 
     Args:
-        cond_emb: ``(1, L, D)`` prompt embedding; ``uncond_emb``: ``(1, L, D)`` null-prompt
-            embedding (``None`` or ``guidance == 1``: no CFG).
+        backend: the diffusion model.
+        t: the explained timestep; ``t_next``: the sampler's next timestep (``None`` at the last step).
+        cond: one condition ``(1, *cond_shape)`` from ``backend.encode([key])`` (a label or a prompt
+            embedding), or ``None``: the unconditional branch alone (all an unconditional model has).
+        guidance: CFG weight w. Two branches (``cond`` then ``null``) when the model is conditional,
+            ``cond`` is given and ``w != 1``; otherwise one branch.
+        null: the unconditional condition ``(1, *cond_shape)`` (default ``backend.null(1)``; a
+            negative prompt's embedding for SD).
     """
-    cfg = uncond_emb is not None and guidance != 1.0
+    cfg = backend.conditional and cond is not None and float(guidance) != 1.0
     n_br = 2 if cfg else 1
+    if backend.conditional and (cfg or cond is None) and null is None:
+        null = backend.null(1)
+    if cond is None:
+        cond = null  # the unconditional branch alone (None for an unconditional model)
 
     def branches(x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
-        emb = cond_emb.expand(b, -1, -1)
+        c = None if cond is None else cond.expand(b, *cond.shape[1:])
         if cfg:
-            emb = torch.cat([emb, uncond_emb.expand(b, -1, -1)])
+            c = torch.cat([c, null.to(c.device).expand(b, *null.shape[1:])])
             x = torch.cat([x, x])
         tt = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-        return model.eps(x, tt, emb.to(x.device))
+        return backend.eps(x, tt, None if c is None else c.to(x.device))
 
-    a, a_next = _abar_pair(model.alphas_cumprod, t, t_next)
-    dtype = next(model.unet.parameters()).dtype
-    return Denoiser(model.unet, branches, n_br, float(guidance), int(t), a, a_next, False, torch.device(model.device), dtype)
-
-
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, device=None, dtype=torch.float32) -> torch.Tensor:
-    """A normalised ``(size, size)`` Gaussian window."""
-    r = torch.arange(size, device=device, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(r**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g).to(dtype)
+    abar = backend.alphas_cumprod.double()
+    a_next = None if t_next is None else float(abar[int(t_next)])
+    return Denoiser(backend.unet, branches, n_br, float(guidance), int(t), float(abar[int(t)]), a_next,
+                    backend.clip_x0, torch.device(backend.device), backend.dtype)
 
 
-def _filter(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
-    c = x.shape[1]
-    k = win.expand(c, 1, *win.shape)
-    return F.conv2d(x, k, padding=win.shape[-1] // 2, groups=c)
+# --------------------------------------------------------------------------------------------
+# What the evaluation scores: callable targets on the denoiser
+# --------------------------------------------------------------------------------------------
 
 
-def _local_moments(a: torch.Tensor, b: torch.Tensor, win: torch.Tensor):
-    mu_a, mu_b = _filter(a, win), _filter(b, win)
-    var_a = (_filter(a * a, win) - mu_a**2).clamp_min(0)  # avoids the reference's sqrt of a negative variance
-    var_b = (_filter(b * b, win) - mu_b**2).clamp_min(0)
-    cov = _filter(a * b, win) - mu_a * mu_b
-    return mu_a, mu_b, var_a, var_b, cov
+class DenoiserTarget:
+    """What of the denoiser's output a deletion / insertion game scores: ``target(denoiser, x)``
+    maps inputs ``(B, C, H, W)`` to outputs ``(B, C, H, W)`` (float32, on the denoiser's device)."""
+
+    #: the target's name in ``saliency.evaluation.target``
+    name: str = ""
+
+    def __call__(self, denoiser: Denoiser, x: torch.Tensor) -> torch.Tensor:
+        return self.output(denoiser, x.to(denoiser.device, torch.float32))
+
+    def output(self, denoiser: Denoiser, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
-def local_structure(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    window: int = SSIM_WINDOW,
-    sigma: float = SSIM_SIGMA,
-    data_range: float = 1.0,
-) -> torch.Tensor:
-    """The SSIM *structure* term s = (σ_ab + C3) / (σ_a σ_b + C3), local, averaged over channels.
+class NoisePrediction(DenoiserTarget):
+    """The guided noise prediction ε̂(x_t)."""
 
-    Local statistics use a ``window × window`` Gaussian (σ = ``sigma``) with zero padding (same
-    size output); C2 = (0.03 · data_range)², C3 = C2 / 2; negative variances from round-off are
-    clamped to 0 before the square root.
+    name = "eps"
 
-    Args:
-        a, b: ``(B, C, H, W)`` (``a`` may be ``(1, C, H, W)`` and broadcast).
-    Returns:
-        ``(B, H, W)`` float32 in [-1, 1] (≈1 where b has a's local structure).
-    """
-    a, b = a.float(), b.float()
-    if a.shape[0] != b.shape[0]:
-        a = a.expand(b.shape[0], -1, -1, -1)
-    win = gaussian_window(window, sigma, a.device)
-    _, _, var_a, var_b, cov = _local_moments(a, b, win)
-    c3 = (0.03 * data_range) ** 2 / 2
-    s = (cov + c3) / (var_a.sqrt() * var_b.sqrt() + c3)
-    return s.mean(1)
+    def output(self, denoiser: Denoiser, x: torch.Tensor) -> torch.Tensor:
+        return denoiser(x)
 
 
-def ssim(
-    a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0, window: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA
-) -> torch.Tensor:
-    """Mean SSIM (luminance · contrast · structure) per image: ``(B, C, H, W)`` pairs → ``(B,)``."""
-    a, b = a.float(), b.float()
-    if a.shape[0] != b.shape[0]:
-        a = a.expand(b.shape[0], -1, -1, -1)
-    win = gaussian_window(window, sigma, a.device)
-    mu_a, mu_b, var_a, var_b, cov = _local_moments(a, b, win)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    m = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return m.flatten(1).mean(1)
+class CleanEstimate(DenoiserTarget):
+    """The clean-image estimate x̂0(x_t) (clipped for pixel models)."""
+
+    name = "x0"
+
+    def output(self, denoiser: Denoiser, x: torch.Tensor) -> torch.Tensor:
+        return denoiser.x0(x, denoiser(x))
 
 
-def minmax(maps: torch.Tensor) -> torch.Tensor:
-    """Min–max normalise each ``(H, W)`` map of ``(..., H, W)`` to [0, 1] (a constant map → 0)."""
-    flat = maps.flatten(-2)
-    lo, hi = flat.min(-1, keepdim=True).values, flat.max(-1, keepdim=True).values
-    span = hi - lo
-    out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
-    return out.view_as(maps)
+class NextState(DenoiserTarget):
+    """The deterministic next sampling state x_{t_next} (:meth:`Denoiser.next_step`)."""
+
+    name = "next"
+
+    def output(self, denoiser: Denoiser, x: torch.Tensor) -> torch.Tensor:
+        return denoiser.next_step(x, denoiser(x))
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of ``(B, h, w)`` maps to ``size``."""
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+#: every target by its name in ``saliency.evaluation.target``
+TARGETS: dict[str, type[DenoiserTarget]] = {c.name: c for c in (NextState, NoisePrediction, CleanEstimate)}
 
 
+def make_target(name: str) -> DenoiserTarget:
+    """The target named ``name`` (``next``, ``eps`` or ``x0``); one-line error for another name."""
+    if name not in TARGETS:
+        raise DiffxaiError("saliency.evaluation.target",
+                           f"unknown target {name!r} (use one of {', '.join(EVAL_TARGETS)})")
+    return TARGETS[name]()
+
+
+# --------------------------------------------------------------------------------------------
+# DF-RISE
+# --------------------------------------------------------------------------------------------
 
 
 def generate_masks(
@@ -286,14 +264,23 @@ def generate_masks(
 
 
 def mask_stream(
-    n_masks: int, size: tuple[int, int], p: float, generator: torch.Generator, batch_size: int, kind: str, grid_size: int
+    n_masks: int,
+    size: tuple[int, int],
+    p: float,
+    generator: torch.Generator,
+    batch_size: int,
+    kind: str,
+    grid_size: int,
 ) -> Iterator[torch.Tensor]:
-    """Masks in batches of ``batch_size`` (only one batch lives at a time)."""
+    """``n_masks`` masks :func:`generate_masks` in batches ``(≤ batch_size, 1, H, W)`` drawn one after
+    another from ``generator`` (only one batch lives at a time)."""
     for sl in batch_slices(n_masks, batch_size):
         yield generate_masks(sl.stop - sl.start, size, p, generator, kind, grid_size)
 
 
 def _rise_estimate(estimator: str, acc, kept, s_sum, n) -> torch.Tensor:
+    """The ``(H, W)`` DF-RISE estimate from the running sums Σ M⊙S (``acc``), Σ M (``kept``), Σ S
+    (``s_sum``) over ``n`` masks (see :func:`df_rise`'s ``estimator``)."""
     if estimator == "sum":
         return acc
     mean_kept = acc / kept.clamp_min(1)
@@ -352,7 +339,8 @@ def df_rise(
     """
     check_rise_args(n_masks, p, mask, grid_size, batch_size)
     if estimator not in RISE_ESTIMATORS:
-        raise DiffxaiError("saliency.rise.estimator", f"unknown estimator {estimator!r} (use one of {', '.join(RISE_ESTIMATORS)})")
+        raise DiffxaiError("saliency.rise.estimator",
+                           f"unknown estimator {estimator!r} (use one of {', '.join(RISE_ESTIMATORS)})")
     if x_t.ndim != 3:
         raise ValueError(f"x_t must be (C, H, W), got {tuple(x_t.shape)}")
     dev = generator.device
@@ -370,7 +358,9 @@ def df_rise(
         progress = Progress(n_masks, "masks", "df_rise")
 
         def structure(mb: torch.Tensor) -> torch.Tensor:
-            return local_structure(ref, denoiser(mb * x).float(), data_range=data_range)  # b, H, W
+            return ssim(ref, denoiser(mb * x).float(), window=SSIM_WINDOW, sigma=SSIM_SIGMA, data_range=data_range,
+                        padding="zero", separable=False, terms="structure", clamp_variance=True,
+                        dtype=torch.float32, reduction="map")  # b, H, W: the local structure term
 
         for m in mask_stream(n_masks, tuple(x.shape[-2:]), p, generator, batch_size, mask, grid_size):
             s = map_batches(structure, m, batch_size=fwd_size, out_device=None, label="df_rise", progress=False)
@@ -389,7 +379,10 @@ def df_rise(
     return RiseResult(map=minmax(raw.clamp_min(0)).cpu(), raw=raw.cpu(), n_masks_used=used)
 
 
-_UNET_LAYER = re.compile(r"^(down_blocks|up_blocks)\.\d+\.(resnets|attentions|downsamplers|upsamplers)\.\d+$|^mid_block\.(resnets|attentions)\.\d+$")
+_UNET_LAYER = re.compile(
+    r"^(down_blocks|up_blocks)\.\d+\.(resnets|attentions|downsamplers|upsamplers)\.\d+$"
+    r"|^mid_block\.(resnets|attentions)\.\d+$"
+)
 
 
 def unet_layers(module: nn.Module) -> list[str]:
@@ -415,49 +408,16 @@ def resolve_layers(module: nn.Module, layers: Sequence[str] | None = None) -> li
     if layers is None or len(layers) == 0:
         found = unet_layers(module)
         if not found:
-            raise DiffxaiError("saliency.cam.layers", f"no U-Net blocks found in {type(module).__name__}: name the layers to hook")
+            raise DiffxaiError("saliency.cam.layers",
+                               f"no U-Net blocks found in {type(module).__name__}: name the layers to hook")
         return found
     known = dict(module.named_modules())
     for name in layers:
         if name not in known or name == "":
             hint = ", ".join(unet_layers(module)[:4])
-            raise DiffxaiError("saliency.cam.layers", f"unknown layer {name!r} in {type(module).__name__} (e.g. {hint}, ...)")
+            raise DiffxaiError("saliency.cam.layers",
+                               f"unknown layer {name!r} in {type(module).__name__} (e.g. {hint}, ...)")
     return list(dict.fromkeys(layers))
-
-
-def _first_tensor(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if hasattr(out, "sample"):
-        return out.sample
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise TypeError(f"cannot take an activation from a {type(out).__name__} output")
-
-
-@contextmanager
-def capture_activations(module: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Forward hooks that store each named sub-module's output tensor (its last call).
-
-    The hooks are removed when the ``with`` block ends, also on errors.
-    """
-    store: dict[str, torch.Tensor] = {}
-    mods = dict(module.named_modules())
-    handles = []
-
-    def make(name):
-        def hook(_mod, _inp, out):
-            store[name] = _first_tensor(out)
-
-        return hook
-
-    try:
-        for name in layers:
-            handles.append(mods[name].register_forward_hook(make(name)))
-        yield store
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _as_map_layout(a: torch.Tensor) -> torch.Tensor:
@@ -529,12 +489,19 @@ def df_cam(denoiser: Denoiser, x_t: torch.Tensor, layers: Sequence[str] | None =
     return CamResult(map=minmax(layer_maps.sum(1)), layer_maps=layer_maps, layers=names)
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# Deletion / insertion in the denoiser's input space
+# --------------------------------------------------------------------------------------------
+
+
 def _score(out: torch.Tensor, ref: torch.Tensor, score: str, data_range: float) -> torch.Tensor:
+    """``(B,)`` similarity of outputs ``out`` to references ``ref`` (both ``(B, C, H, W)``)."""
     if score == "ssim":
-        return ssim(ref, out, data_range=data_range)
+        return ssim(ref, out, window=SSIM_WINDOW, sigma=SSIM_SIGMA, data_range=data_range, padding="zero",
+                    separable=False, clamp_variance=True, dtype=torch.float32)
     return -((out.float() - ref.float()) ** 2).flatten(1).mean(1)
-
-
 
 
 def deletion_insertion(
@@ -542,9 +509,9 @@ def deletion_insertion(
     x_t: torch.Tensor,
     maps: torch.Tensor,
     *,
-    n_points: int = 17,
+    target: DenoiserTarget | None = None,
     score: str = "ssim",
-    target: str = "next",
+    n_points: int = 17,
     blur_kernel: int = 11,
     blur_sigma: float = 5.0,
     data_range: float = 2.0,
@@ -554,31 +521,35 @@ def deletion_insertion(
 
     Input positions (shared across channels) are ranked by saliency. Deletion starts from x_t
     and sets the top positions to 0; insertion starts from a blurred x_t (Gaussian, kernel 11,
-    σ = 5) and copies the top positions back; ``n_points`` evenly spaced position counts
-    (paper: 65 on a 64×64 latent). Each input is scored by how close the denoiser's output
-    (``target``: the ``next`` sampling step, ``eps`` or ``x0``) is to its output on the intact
-    x_t (``score``: mean ``ssim`` with ``data_range``, or ``neg_mse``) — a cheap stand-in for
-    the paper's single-image FID. A faithful map has a low deletion AUC and a high insertion
-    AUC. The protocol itself is :func:`diffxai.evaluation.deletion_insertion` (batched).
+    σ = 5 pixels) and copies the top positions back; ``n_points`` evenly spaced position counts
+    (paper: 65 on a 64×64 latent). Each input is scored by how close ``target(denoiser, ·)`` is to
+    the same target on the intact x_t (``score``: mean ``ssim`` with ``data_range``, or
+    ``neg_mse``) — a cheap stand-in for the paper's single-image FID. A faithful map has a low
+    deletion AUC and a high insertion AUC. The protocol is
+    :func:`diffxai.metrics.faithfulness.deletion_insertion` (batched).
 
     Args:
+        denoiser: the denoiser at the explained step.
         x_t: ``(B, C, H, W)`` inputs (repeat one input to score several maps of it).
         maps: ``(B, H, W)`` saliency maps at the input resolution.
+        target: what is scored (default :class:`NextState`: the next sampling state).
+        score: ``ssim`` or ``neg_mse``.
     Returns:
         ``deletion_auc``, ``insertion_auc`` ``(B,)`` and ``deletion_curve``, ``insertion_curve``
         ``(B, n_points)`` (CPU float32).
     """
-    from diffxai.metrics.faithfulness import deletion_insertion as _protocol
-
-    check_eval_args(n_points, score, target)
+    if score not in EVAL_SCORES:
+        raise DiffxaiError("saliency.evaluation.score",
+                           f"unknown score {score!r} (use one of {', '.join(EVAL_SCORES)})")
+    target = NextState() if target is None else target
     x = x_t.to(denoiser.device, torch.float32)
     with torch.no_grad():  # the intact inputs in one pass (split only by an out-of-memory error)
-        ref = map_batches(lambda xb: denoiser.output(xb, target), x, batch_size=max(1, x.shape[0]), out_device=None,
-                          label="deletion/insertion reference", progress=False)  # fmt: skip
+        ref = map_batches(lambda xb: target(denoiser, xb), x, batch_size=max(1, x.shape[0]), out_device=None,
+                          label="deletion/insertion reference", progress=False)
 
         def score_fn(xb: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-            return _score(denoiser.output(xb, target), ref[src], score, data_range)
+            return _score(target(denoiser, xb), ref[src], score, data_range)
 
-        out = _protocol(x, maps.to(x.device).float(), score_fn, n_points=n_points, blur_kernel=blur_kernel,
-                        blur_sigma=blur_sigma, batch_size=batch_size)  # fmt: skip
+        out = _deletion_insertion(x, maps.to(x.device).float(), score_fn, n_points=n_points, blur_kernel=blur_kernel,
+                                  blur_sigma=blur_sigma, batch_size=batch_size)
     return {k: v.float().cpu() for k, v in out.items()}

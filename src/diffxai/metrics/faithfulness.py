@@ -8,7 +8,7 @@ import torch
 
 from diffxai.core.batching import BatchSize, iter_batches
 from diffxai.core.imageops import _check_maps
-from diffxai.core.imageops import gaussian_blur
+from diffxai.core.imageops import blur
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -72,7 +72,7 @@ def deletion_insertion(
     device = images.device
     ranks = pixel_ranks(maps.to(device)).view(b, 1, h, w)
     counts = curve_counts(h * w, n_points).to(device)
-    blurred = gaussian_blur(images, blur_kernel, blur_sigma) if "insertion" in metrics else None
+    blurred = blur(images, sigma=blur_sigma, size=blur_kernel, padding="reflect") if "insertion" in metrics else None
     total = b * n_points
     size = BatchSize(batch_size)  # a halving after out-of-memory carries over to the next metric
     out = {}

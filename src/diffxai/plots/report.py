@@ -89,3 +89,8 @@ def write_tables_html(parquets: list[str | Path], out_dir: str | Path, max_rows:
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def tables(params: dict, inputs, outputs) -> None:
+    """One HTML page per table of the run (rule ``report_tables``; shown by ``snakemake --report``)."""
+    write_tables_html(list(inputs), outputs[0], max_rows=params["max_rows"])

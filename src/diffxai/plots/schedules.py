@@ -1,15 +1,16 @@
-"""TODO docstring."""
+"""Plots of the schedules stage (rule ``schedules_plot``, :func:`plot`): the same seeds under each
+schedule, the class probability of x̂0 along generation, between-schedule distances per band, and
+the commitment curves."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from diffxai.plots.common import _imshow, _save, plt
-
-KIND_LABEL = {"uniform": "uniform", "early": "exponential early (dense near t≈T)",
-              "latter": "exponential latter (dense at low t)"}  # fmt: skip
+from diffxai.io.arrays import load_arrays
+from diffxai.plots.common import _imshow, _save, plot_style
 
 
 def _schedule_label(name: str, kind: str, gamma) -> str:
@@ -53,8 +54,11 @@ def schedule_grid(samples: dict, final: pd.DataFrame, out, n_seeds: int = 4, dpi
                     ax.spines["left"].set_linewidth(2.5)
         axes[i, 0].set_ylabel(cls, fontsize=7, rotation=0, ha="right", va="center")
     labels = ", ".join(_schedule_label(nm, samples[nm][1]["kind"], samples[nm][1]["gamma"]) for nm in names)
-    fig.suptitle(f"Same seed under each schedule: {labels}\nnumber under each image: classifier P(class) "
-                 "(green = top-1 is the class)", fontsize=8)  # fmt: skip
+    fig.suptitle(
+        f"Same seed under each schedule: {labels}\nnumber under each image: classifier P(class) "
+        "(green = top-1 is the class)",
+        fontsize=8,
+    )
     height = fig.get_size_inches()[1]
     fig.subplots_adjust(wspace=0.06, hspace=0.35, top=1 - 0.75 / height, bottom=0.25 / height)
     _save(fig, out, dpi)
@@ -72,15 +76,37 @@ def schedule_probability(steps: pd.DataFrame, out, dpi: int = 120, seed: int = 0
     lpal = {label[s]: pal[s] for s in order}
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     ts = df.drop_duplicates(["schedule", "step"])
-    sns.lineplot(data=ts, x="step", y="timestep", hue="schedule_label", hue_order=hue_order, palette=lpal, marker="o",
-                 markersize=3, ax=axes[0], legend=False)  # fmt: skip
+    sns.lineplot(
+        data=ts,
+        x="step",
+        y="timestep",
+        hue="schedule_label",
+        hue_order=hue_order,
+        palette=lpal,
+        marker="o",
+        markersize=3,
+        ax=axes[0],
+        legend=False,
+    )
     axes[0].set_title("where each schedule spends its steps")
     axes[0].set_xlabel("sampling step (0 = pure noise)")
     axes[0].set_ylabel("timestep t")
     for ax, x in ((axes[1], "step"), (axes[2], "timestep")):
-        sns.lineplot(data=df, x=x, y="prob", hue="schedule_label", hue_order=hue_order, palette=lpal,
-                     errorbar=("ci", 95), n_boot=300, seed=seed, marker="o", markersize=3, ax=ax,
-                     legend=ax is axes[2])  # fmt: skip
+        sns.lineplot(
+            data=df,
+            x=x,
+            y="prob",
+            hue="schedule_label",
+            hue_order=hue_order,
+            palette=lpal,
+            errorbar=("ci", 95),
+            n_boot=300,
+            seed=seed,
+            marker="o",
+            markersize=3,
+            ax=ax,
+            legend=ax is axes[2],
+        )
         ax.set_ylim(-0.02, 1.02)
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylabel("classifier P(class) of x̂0")
@@ -91,8 +117,10 @@ def schedule_probability(steps: pd.DataFrame, out, dpi: int = 120, seed: int = 0
     axes[2].set_title("… and by noise level")
     sns.move_legend(axes[2], "upper left", bbox_to_anchor=(1.01, 1), title="schedule", fontsize=7)
     n_cls, n_seed = steps["class_name"].nunique(), steps["seed"].nunique()
-    fig.suptitle(f"Class probability of the denoiser's x̂0 along generation, mean ± 95% CI over {n_cls} classes × "
-                 f"{n_seed} seeds", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"Class probability of the denoiser's x̂0 along generation, mean ± 95% CI over {n_cls} classes × {n_seed} seeds",
+        fontsize=9,
+    )
     fig.tight_layout()
     _save(fig, out, dpi)
 
@@ -113,8 +141,17 @@ def schedule_distances(dist: pd.DataFrame, out, sigma: float, dpi: int = 120, se
     long["band"] = long["band"].map(
         {"ssim_low": f"coarse: low-pass (σ={sigma:g} px)", "ssim_high": "fine: high-pass residual"}
     )
-    sns.barplot(data=long, x="pair", y="dissimilarity", hue="band", errorbar=("ci", 95), n_boot=300, seed=seed,
-                ax=axes[0], palette=["tab:blue", "tab:orange"])  # fmt: skip
+    sns.barplot(
+        data=long,
+        x="pair",
+        y="dissimilarity",
+        hue="band",
+        errorbar=("ci", 95),
+        n_boot=300,
+        seed=seed,
+        ax=axes[0],
+        palette=["tab:blue", "tab:orange"],
+    )
     axes[0].set_ylim(0, None)
     axes[0].set_xlabel("")
     axes[0].set_ylabel("1 − SSIM between the two final samples\n(0 = identical)")
@@ -143,8 +180,14 @@ def commitment_curves(df: pd.DataFrame, summary: pd.DataFrame, out, dpi: int = 1
     if not len(df):
         fig, ax = plt.subplots(figsize=(6, 1.2))
         ax.axis("off")
-        ax.text(0.5, 0.5, "no commitment experiment: it needs a class-conditional model and class pairs",
-                ha="center", va="center", fontsize=8)  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            "no commitment experiment: it needs a class-conditional model and class pairs",
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
         _save(fig, out, dpi)
         return
     pairs = list(dict.fromkeys(df["pair"]))
@@ -185,7 +228,27 @@ def commitment_curves(df: pd.DataFrame, summary: pd.DataFrame, out, dpi: int = 1
         bottom.invert_xaxis()
         bottom.set_title("the same by noise level", fontsize=8)
     n = df["seed"].nunique()
-    fig.suptitle(f"Commitment: when does the first label keep winning? solid = ends as a, dashed = ends as b "
-                 f"({n} seeds per switch step)", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"Commitment: when does the first label keep winning? solid = ends as a, dashed = ends as b "
+        f"({n} seeds per switch step)",
+        fontsize=9,
+    )
     fig.tight_layout()
     _save(fig, out, dpi)
+
+
+def plot(params: dict, inputs, outputs) -> None:
+    """``schedule_grid.png``, ``schedule_class_prob.png``, ``schedule_distances.png`` and
+    ``commitment.png`` from the stage's tables and sample arrays."""
+    dpi, seed, sec = params["plots"]["dpi"], params["seed"], params["schedules"]
+    samples = {}
+    for path in inputs.samples:
+        arr, meta = load_arrays(path)
+        samples[meta["schedule"]] = (arr["samples"], meta)
+    final, steps, dist = (pd.read_parquet(p) for p in (inputs.sampling, inputs.steps, inputs.distances))
+    commitment, summary = pd.read_parquet(inputs.commitment), pd.read_parquet(inputs.commitment_summary)
+    with plot_style():
+        schedule_grid(samples, final, outputs.grid, n_seeds=sec["plot_seeds"], dpi=dpi)
+        schedule_probability(steps, outputs.prob, dpi=dpi, seed=seed)
+        schedule_distances(dist, outputs.distances, sigma=sec["lowpass_sigma"], dpi=dpi, seed=seed)
+        commitment_curves(commitment, summary, outputs.commitment, dpi=dpi)

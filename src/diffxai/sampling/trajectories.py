@@ -10,8 +10,8 @@ import torch
 
 from diffxai.core.batching import map_batches
 from diffxai.core.seeding import make_generator
-from diffxai.models.pixel import DiffusionModel
-from diffxai.sampling.loop import ddim_sample
+from diffxai.models.backend import DiffusionBackend
+from diffxai.sampling.loop import sample
 from diffxai.sampling.noising import forward_noise, predict_x0
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def draw_noise(shape, seed: int, stage: str, class_name: str, image_ids: list[st
 
 @torch.no_grad()
 def forward_trajectories(
-    model: DiffusionModel,
+    model: DiffusionBackend,
     x0: torch.Tensor,
     image_ids: list[str],
     timesteps: np.ndarray,
@@ -72,7 +72,7 @@ def forward_trajectories(
 
 
 def reverse_trajectories(
-    model: DiffusionModel,
+    model: DiffusionBackend,
     n_images: int,
     n_draws: int,
     n_steps: int,
@@ -97,7 +97,7 @@ def reverse_trajectories(
         ids = [f"sample-{i}" for i in range(n_images)]
         timesteps = np.rint(np.linspace(T - 1, 0, n_steps)).astype(np.int64)
         x_init = draw_noise(image_shape, seed, "reverse", class_name, ids, n_draws).reshape(-1, *image_shape)
-        labels = torch.full((x_init.shape[0],), int(label), dtype=torch.long)
+        labels = model.encode([int(label)] * x_init.shape[0])
         extra = {}
     else:
         if x0 is None:
@@ -113,7 +113,7 @@ def reverse_trajectories(
         extra = {"x0": x0}
     if len(np.unique(timesteps)) != len(timesteps):
         raise ValueError(f"{n_steps} sampling steps do not fit between t={timesteps[0]} and 0")
-    res = ddim_sample(model, x_init, timesteps, labels, guidance=guidance, record=True, batch_size=batch_size)
+    res = sample(model, x_init, timesteps=timesteps, cond=labels, guidance=guidance, record=True, batch_size=batch_size)
     n = len(ids)
     shape = (n, n_draws, len(timesteps), *image_shape)
     return {

@@ -262,7 +262,7 @@ def sanity_check(config: dict, method: str, traj_paths: list[str], classifier_pa
         ok = torch.isfinite(maps.flatten(1)).all(1) & torch.isfinite(original.flatten(1)).all(1)
         rho = spearman(original.abs(), maps.abs())[ok]
         rho_s = spearman(original, maps)[ok]
-        ss = ssim(normalise_abs(original), normalise_abs(maps))[ok]
+        ss = ssim(normalise_abs(original), normalise_abs(maps), separable=False)[ok]
         rows.append({
             "method": method, "layer": layer, "cascade_index": i + 1,
             "spearman": float(np.nanmean(rho.numpy())) if len(rho) else np.nan,

@@ -1,57 +1,27 @@
-"""TODO docstring."""
+"""Stage ``likelihood``: the classifier's softmax along every trajectory, and the critical
+interval in which each class becomes recognisable.
+
+Rules: ``likelihood_compute`` (per class, :func:`compute`), ``likelihood_aggregate``
+(:func:`aggregate`).
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 import pandas as pd
 import torch
 
-import logging
-
-log = logging.getLogger(__name__)
-
+from diffxai.config.experiment import classifier_spec
 from diffxai.core.device import resolve_device
 from diffxai.io.arrays import load_arrays
-from diffxai.io.tables import concat_parquet, provenance, write_parquet
+from diffxai.io.tables import aggregate_meta, concat_parquet, provenance, write_table
 from diffxai.metrics.curves import critical_intervals
 from diffxai.models.classifiers import classify, load_classifier
-from diffxai.config.experiment import class_spec
-from diffxai.config.experiment import classifier_spec
 
-
-def compute_likelihood(config: dict, cls_name: str, traj_path: str, classifier_path: str | None, out_path: str) -> None:
-    device = resolve_device(config["device"])
-    cls = class_spec(config, cls_name)
-    arrays, meta = load_arrays(traj_path)
-    clf = load_classifier(classifier_spec(config, classifier_path), device)
-    frames = []
-    for view in meta["views"]:
-        x = arrays[view]
-        n, k, s = x.shape[:3]
-        started = time.time()
-        logits = classify(clf, x.reshape(-1, *x.shape[3:]), config["likelihood"]["batch_size"], device)
-        log.info("%s: %d images classified in %.2fs", view, n * k * s, time.time() - started)
-        frames.append(likelihood_frame(logits.view(n, k, s, -1), cls_name, cls["index"], meta["image_ids"],
-                                       arrays["timesteps"].numpy(), view))  # fmt: skip
-    write_parquet(pd.concat(frames, ignore_index=True), out_path, provenance(config, device))
-
-
-def aggregate_likelihood(config: dict, inputs: list[str], out_likelihood: str, out_intervals: str) -> None:
-    df = concat_parquet(inputs)
-    meta = provenance(config, resolve_device(config["device"]))
-    write_parquet(df, out_likelihood, meta)
-    write_parquet(critical_intervals(df, config["likelihood"]["window"]), out_intervals, meta)
-
-
-def plot_likelihood(config: dict, likelihood: str, intervals: str, out_by_view: str, out_by_class: str) -> None:
-    from diffxai.plots import common as plots
-
-    df, iv = pd.read_parquet(likelihood), pd.read_parquet(intervals)
-    names = [c["name"] for c in config["classes"]]
-    plots.likelihood_by_view(df, iv, names, out_by_view, dpi=config["plots"]["dpi"], seed=config["seed"])
-    plots.likelihood_by_class(df, iv, names, out_by_class, dpi=config["plots"]["dpi"], seed=config["seed"])
+log = logging.getLogger(__name__)
 
 
 LIKELIHOOD_COLUMNS = [
@@ -92,3 +62,30 @@ def likelihood_frame(
         },
         columns=LIKELIHOOD_COLUMNS,
     )
+
+
+def compute(params: dict, inputs, outputs) -> None:
+    """``likelihood/{cls}.parquet``: the classifier's softmax for every (image, draw, step, view)
+    of the class's trajectories (one batched pass per view)."""
+    device = resolve_device(params["device"])
+    cls = params["cls"]
+    arrays, meta = load_arrays(inputs.trajectories)
+    clf = load_classifier(classifier_spec(params, inputs.get("classifier") or None), device)
+    frames = []
+    for view in meta["views"]:
+        x = arrays[view]
+        n, k, s = x.shape[:3]
+        started = time.time()
+        logits = classify(clf, x.reshape(-1, *x.shape[3:]), params["likelihood"]["batch_size"], device)
+        log.info("%s: %d images classified in %.2fs", view, n * k * s, time.time() - started)
+        frames.append(likelihood_frame(logits.view(n, k, s, -1), cls["name"], cls["index"], meta["image_ids"],
+                                       arrays["timesteps"].numpy(), view))  # fmt: skip
+    write_table(pd.concat(frames, ignore_index=True), outputs[0], "likelihood", provenance(params, device))
+
+
+def aggregate(params: dict, inputs, outputs) -> None:
+    """``likelihood.parquet`` (every class) and ``critical_intervals.parquet``."""
+    df = concat_parquet(list(inputs))
+    meta = aggregate_meta(params, list(inputs))
+    write_table(df, outputs.likelihood, "likelihood", meta)
+    write_table(critical_intervals(df, params["likelihood"]["window"]), outputs.intervals, "critical_intervals", meta)

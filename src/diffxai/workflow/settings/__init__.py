@@ -3,10 +3,4 @@
 Importing this package registers every builder.
 """
 
-from diffxai.workflow.settings import (  # noqa: F401
-    attribution,
-    components,
-    foundation,
-    saliency,
-    schedules,
-)
+from diffxai.workflow.settings import attribution, components, foundation, saliency, schedules  # noqa: F401

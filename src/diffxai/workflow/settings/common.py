@@ -8,11 +8,11 @@ from diffxai.config.experiment import class_spec
 from diffxai.workflow.params import merge, pick
 
 
-def job(config: Mapping, threads: int | None = None) -> dict:
-    """What every network job reads: device, seed, experiment name (provenance) and its torch
-    threads (``config.threads`` unless given)."""
+def job(config: Mapping, threads: int | None = None, tables: bool = True) -> dict:
+    """What every network job reads: device, seed, its torch threads (``config.threads`` unless
+    given) and, when it writes tables (``tables``), the experiment name of their provenance."""
     return merge(
-        pick(config, "device", "seed", "experiment"),
+        pick(config, "device", "seed", *(["experiment"] if tables else [])),
         {"threads": int(config["threads"] if threads is None else threads)},
     )
 
@@ -25,3 +25,46 @@ def aggregate(config: Mapping) -> dict:
 def one_class(config: Mapping, name: str, classes: list | None = None, what: str = "class") -> dict:
     """``{"cls": <the class entry named name>}`` (so a job never sees the other classes)."""
     return {"cls": dict(class_spec(config, name, classes, what=what))}
+
+
+#: what :func:`diffxai.models.classifiers.load_classifier` reads, per source
+CLASSIFIER_KEYS = {
+    "demo": ("source",),
+    "torchvision": ("source", "arch", "weights"),
+    "state_dict": ("source", "arch", "path", "num_classes"),
+}
+
+
+def classifier(config: Mapping) -> dict:
+    """``models.classifier`` as a job that loads the classifier reads it (never its training)."""
+    c = config["models"]["classifier"]
+    return {"models": {"classifier": {k: c[k] for k in CLASSIFIER_KEYS[c["source"]]}}}
+
+
+def diffusion(config: Mapping, *extra: str) -> dict:
+    """``models.diffusion`` as a job that loads the model reads it: its source, and its id unless
+    it is the DAG-trained demo (plus ``extra`` keys, e.g. ``type``)."""
+    d = config["models"]["diffusion"]
+    keys = ("source",) if d["source"] == "demo" else ("source", "id")
+    return {"models": {"diffusion": {k: d[k] for k in keys + extra}}}
+
+
+def images(config: Mapping, channels: bool = True) -> dict:
+    """``data`` as :func:`diffxai.io.images.class_images` reads it (digits or a folder)."""
+    keys = ["data.source", "data.n_images", "data.image_size"]
+    if config["data"]["source"] == "folder":
+        keys += ["data.root"] if config["data"].get("root") else []
+    if channels:
+        keys.append("data.channels")
+    return pick(config, *keys)
+
+
+def class_entry(config: Mapping, name: str, *keys: str, classes: list | None = None, what: str = "class") -> dict:
+    """``{"cls": {...}}``: the keys a job reads of the class entry named ``name``."""
+    c = class_spec(config, name, classes, what=what)
+    return {"cls": {k: c[k] for k in keys if k in c}}
+
+
+def image_class_keys(config: Mapping) -> tuple[str, ...]:
+    """The class-entry keys that :func:`diffxai.io.images.class_images` reads."""
+    return ("name", "index") if config["data"]["source"] == "digits" else ("name", "index", "folder")
