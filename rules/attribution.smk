@@ -19,6 +19,7 @@ rule attribution_compute:
         runtime=stage_runtime("attribution"),
     params:
         settings=get_settings("attribution_compute"),
+        execution=get_execution("attribution_compute"),
         code=get_code("attribution_compute"),
     script:
         "../scripts/attribution_compute.py"
@@ -43,6 +44,7 @@ rule attribution_sanity:
         runtime=stage_runtime("attribution"),
     params:
         settings=get_settings("attribution_sanity"),
+        execution=get_execution("attribution_sanity"),
         code=get_code("attribution_sanity"),
     script:
         "../scripts/attribution_sanity.py"
@@ -65,6 +67,7 @@ rule attribution_aggregate:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("attribution_aggregate"),
+        execution=get_execution("attribution_aggregate"),
         code=get_code("attribution_aggregate"),
     script:
         "../scripts/attribution_aggregate.py"
@@ -84,6 +87,7 @@ rule attribution_plot_maps:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("attribution_plot_maps"),
+        execution=get_execution("attribution_plot_maps"),
         code=get_code("attribution_plot_maps"),
     script:
         "../scripts/attribution_plot_maps.py"
@@ -123,6 +127,7 @@ rule attribution_plot:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("attribution_plot"),
+        execution=get_execution("attribution_plot"),
         code=get_code("attribution_plot"),
     script:
         "../scripts/attribution_plot.py"

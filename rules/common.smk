@@ -5,7 +5,7 @@ from pathlib import Path
 from diffxai.config import check_config
 from diffxai.config.experiment import commitment_pairs, pair_id, saliency_classes
 from diffxai.core.codehash import code_hash
-from diffxai.workflow.params import rule_params, rule_threads
+from diffxai.workflow.params import rule_execution, rule_params, rule_threads
 
 # Schema, defaults and every stage's checks, before any job is planned.
 or_exit(check_config, config)
@@ -39,6 +39,11 @@ wildcard_constraints:
 def get_settings(rule):
     """The rule's params: exactly the settings its driver reads, canonical (diffxai.workflow.params)."""
     return lambda wildcards: rule_params(rule, config, wildcards)
+
+
+def get_execution(rule):
+    """The rule's batch sizes: given to the driver, never a rerun trigger (diffxai.workflow.params)."""
+    return lambda wildcards: rule_execution(rule, config, wildcards)
 
 
 def get_code(rule):

@@ -18,6 +18,7 @@ rule components_baseline:
         runtime=stage_runtime("components"),
     params:
         settings=get_settings("components_baseline"),
+        execution=get_execution("components_baseline"),
         code=get_code("components_baseline"),
     script:
         "../scripts/components_baseline.py"
@@ -46,6 +47,7 @@ rule components_concept:
         runtime=stage_runtime("components"),
     params:
         settings=get_settings("components_concept"),
+        execution=get_execution("components_concept"),
         code=get_code("components_concept"),
     script:
         "../scripts/components_concept.py"
@@ -68,6 +70,7 @@ rule components_aggregate:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("components_aggregate"),
+        execution=get_execution("components_aggregate"),
         code=get_code("components_aggregate"),
     script:
         "../scripts/components_aggregate.py"
@@ -109,6 +112,7 @@ rule components_plot:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("components_plot"),
+        execution=get_execution("components_plot"),
         code=get_code("components_plot"),
     script:
         "../scripts/components_plot.py"

@@ -17,6 +17,7 @@ rule likelihood_compute:
         runtime=stage_runtime("likelihood"),
     params:
         settings=get_settings("likelihood_compute"),
+        execution=get_execution("likelihood_compute"),
         code=get_code("likelihood_compute"),
     script:
         "../scripts/likelihood_compute.py"
@@ -36,6 +37,7 @@ rule likelihood_aggregate:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("likelihood_aggregate"),
+        execution=get_execution("likelihood_aggregate"),
         code=get_code("likelihood_aggregate"),
     script:
         "../scripts/likelihood_aggregate.py"
@@ -64,6 +66,7 @@ rule likelihood_plot:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("likelihood_plot"),
+        execution=get_execution("likelihood_plot"),
         code=get_code("likelihood_plot"),
     script:
         "../scripts/likelihood_plot.py"

@@ -14,6 +14,7 @@ rule models_train_ddpm:
         runtime=stage_runtime("models"),
     params:
         settings=get_settings("models_train_ddpm"),
+        execution=get_execution("models_train_ddpm"),
         code=get_code("models_train_ddpm"),
     script:
         "../scripts/models_train_ddpm.py"
@@ -35,6 +36,7 @@ rule models_train_classifier:
         runtime=stage_runtime("models"),
     params:
         settings=get_settings("models_train_classifier"),
+        execution=get_execution("models_train_classifier"),
         code=get_code("models_train_classifier"),
     script:
         "../scripts/models_train_classifier.py"
@@ -60,6 +62,7 @@ rule models_evaluate:
         runtime=stage_runtime("models"),
     params:
         settings=get_settings("models_evaluate"),
+        execution=get_execution("models_evaluate"),
         code=get_code("models_evaluate"),
     script:
         "../scripts/models_evaluate.py"
@@ -83,6 +86,7 @@ rule models_plot:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("models_plot"),
+        execution=get_execution("models_plot"),
         code=get_code("models_plot"),
     script:
         "../scripts/models_plot.py"

@@ -17,6 +17,7 @@ rule report_tables:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("report_tables"),
+        execution=get_execution("report_tables"),
         code=get_code("report_tables"),
     script:
         "../scripts/report_tables.py"

@@ -17,6 +17,7 @@ rule saliency_compute:
         runtime=stage_runtime("saliency"),
     params:
         settings=get_settings("saliency_compute"),
+        execution=get_execution("saliency_compute"),
         code=get_code("saliency_compute"),
     script:
         "../scripts/saliency_compute.py"
@@ -35,6 +36,7 @@ rule saliency_aggregate:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("saliency_aggregate"),
+        execution=get_execution("saliency_aggregate"),
         code=get_code("saliency_aggregate"),
     script:
         "../scripts/saliency_aggregate.py"
@@ -68,6 +70,7 @@ rule saliency_plot:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("saliency_plot"),
+        execution=get_execution("saliency_plot"),
         code=get_code("saliency_plot"),
     script:
         "../scripts/saliency_plot.py"

@@ -19,6 +19,7 @@ rule schedules_generate:
         runtime=stage_runtime("schedules"),
     params:
         settings=get_settings("schedules_generate"),
+        execution=get_execution("schedules_generate"),
         code=get_code("schedules_generate"),
     script:
         "../scripts/schedules_generate.py"
@@ -43,6 +44,7 @@ rule schedules_commitment:
         runtime=stage_runtime("schedules"),
     params:
         settings=get_settings("schedules_commitment"),
+        execution=get_execution("schedules_commitment"),
         code=get_code("schedules_commitment"),
     script:
         "../scripts/schedules_commitment.py"
@@ -68,6 +70,7 @@ rule schedules_aggregate:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("schedules_aggregate"),
+        execution=get_execution("schedules_aggregate"),
         code=get_code("schedules_aggregate"),
     script:
         "../scripts/schedules_aggregate.py"
@@ -110,6 +113,7 @@ rule schedules_plot:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("schedules_plot"),
+        execution=get_execution("schedules_plot"),
         code=get_code("schedules_plot"),
     script:
         "../scripts/schedules_plot.py"

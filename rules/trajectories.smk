@@ -17,6 +17,7 @@ rule trajectories_build:
         runtime=stage_runtime("trajectories"),
     params:
         settings=get_settings("trajectories_build"),
+        execution=get_execution("trajectories_build"),
         code=get_code("trajectories_build"),
     script:
         "../scripts/trajectories_build.py"
@@ -39,6 +40,7 @@ rule trajectories_plot:
         "../envs/diffxai.yaml"
     params:
         settings=get_settings("trajectories_plot"),
+        execution=get_execution("trajectories_plot"),
         code=get_code("trajectories_plot"),
     script:
         "../scripts/trajectories_plot.py"

@@ -1,15 +1,4 @@
-from diffxai.stages.components import components_aggregate
+from diffxai.stages import components
 from diffxai.workflow.jobs import run_job
 
-run_job(
-    snakemake,
-    lambda s: components_aggregate(
-        s.config,
-        list(s.input.attribution),
-        list(s.input.editing),
-        list(s.input.counterfactual),
-        s.output.attribution,
-        s.output.editing,
-        s.output.counterfactual,
-    ),
-)
+run_job(snakemake, components.aggregate)

@@ -1,17 +1,4 @@
-from diffxai.stages.components import components_concept
+from diffxai.stages import components
 from diffxai.workflow.jobs import run_job
 
-run_job(
-    snakemake,
-    lambda s: components_concept(
-        s.config,
-        s.wildcards.concept,
-        s.input.get("ddpm") or None,
-        s.input.get("classifier") or None,
-        s.input.baseline,
-        s.output.attribution,
-        s.output.editing,
-        s.output.counterfactual,
-        s.output.arrays,
-    ),
-)
+run_job(snakemake, components.concept)

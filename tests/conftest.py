@@ -1,4 +1,9 @@
-"""Shared fixtures: one end-to-end run of the tiny config, reused by every stage's tests."""
+"""Shared fixtures: one end-to-end run of the tiny config, reused by every end-to-end test.
+
+Lanes: ``pytest -m "not e2e"`` is the fast lane (in-process unit and stage tests); every test that
+starts Snakemake is marked ``e2e`` automatically (it uses the ``tiny_run`` fixture, lives in
+``tests/e2e/``, or calls :func:`run_snakemake`), so nobody has to remember the marker.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ def snakemake_cmd(workdir: Path, *args: str, configfile: Path = TINY) -> list[st
 
 def run_snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: bool = True, timeout: int = 900):
     # progress lines after every chunk, so the tiny runs' logs show what a long run logs every 30 s
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", DIFFXAI_TRACK_PARAMS="1",
                DIFFXAI_PROGRESS_SECONDS="0")  # fmt: skip
     proc = subprocess.run(
         snakemake_cmd(workdir, *args, configfile=configfile), capture_output=True, text=True, env=env, timeout=timeout
@@ -35,6 +40,28 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: boo
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            continue
+        fn = getattr(item, "function", None)
+        src = ""
+        if fn is not None:
+            try:
+                src = inspect.getsource(fn)
+            except (OSError, TypeError):
+                src = ""
+        if (
+            "tiny_run" in getattr(item, "fixturenames", ())
+            or "/e2e/" in str(item.path)
+            or "run_snakemake(" in src
+            or "snakemake_cmd(" in src
+        ):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
-"""Bad input, end to end through Snakemake: every case must stop with ONE line naming the field or
-file, a non-zero exit status, and no partial outputs.
+"""Bad input: every case must stop with ONE line naming the field or file.
 
-Config errors stop before any job starts (no ``results/`` at all). Checkpoints that exist but are
-corrupt, of the wrong architecture or produce NaN are found by the first job that loads them;
-that job fails with one ``diffxai error:`` line and Snakemake removes its outputs.
+In-process (fast): every config case calls the config checks the Snakefile runs
+(:func:`diffxai.config.check_config`), every unusable checkpoint calls the loader a job uses.
+End to end (``e2e``, one case of each kind): through Snakemake a config error stops before any job
+(no ``results/`` at all) with one ``diffxai config error:`` line; a broken checkpoint fails the
+first job that loads it with one ``diffxai error:`` line and Snakemake removes its outputs.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+from diffxai.config import check_config
+from diffxai.core.errors import DiffxaiError
 from conftest import REPO, run_snakemake
 from helpers import (
     build_tiny_pixel_ddpm,
@@ -83,9 +88,24 @@ CONFIG_CASES = {
 }  # fmt: skip
 
 
+def one_line_config_error(cfg: dict) -> str:
+    """The message of the DiffxaiError the config checks raise (asserted to be one line)."""
+    with pytest.raises(DiffxaiError) as err:
+        check_config(cfg)
+    text = str(err.value)
+    assert "\n" not in text
+    return text
+
+
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
-def test_bad_config_stops_before_any_job(tmp_path, case):
+def test_bad_config_is_one_line_naming_the_field(case):
     change, expected = CONFIG_CASES[case]
+    assert expected in one_line_config_error(merge(tiny_config(), change))
+
+
+@pytest.mark.e2e
+def test_bad_config_stops_snakemake_before_any_job(tmp_path):
+    change, expected = CONFIG_CASES["more_levels_than_timesteps"]
     path = write_config(tmp_path / "bad.yaml", merge(tiny_config(), change))
     proc = run_snakemake(tmp_path, "--cores", "1", configfile=path, check=False)
     assert_stopped_before_any_job(proc, tmp_path, expected)
@@ -101,9 +121,23 @@ def _diffxai(tmp_path, *args):
     return subprocess.run([sys.executable, "-m", "diffxai", *args], cwd=tmp_path, capture_output=True, text=True, env=env)
 
 
-def test_malformed_yaml_names_the_file_and_line(tmp_path):
+def test_malformed_yaml_names_the_file_and_line(tmp_path, monkeypatch, capsys):
+    from diffxai.workflow.cli import main
+
     (tmp_path / "bad.yaml").write_text(MALFORMED)
+    monkeypatch.chdir(tmp_path)
     for args in (["check", "bad.yaml"], ["run", "--cores", "1", "-s", str(REPO / "Snakefile"), "--configfile", "bad.yaml"]):
+        assert main(args) == 1
+        assert error_lines(capsys.readouterr().err) == [
+            "diffxai config error: bad.yaml:3: malformed YAML (expected ',' or ']', but got ':')"
+        ]
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.e2e
+def test_malformed_yaml_names_the_file_and_line_through_the_command(tmp_path):
+    (tmp_path / "bad.yaml").write_text(MALFORMED)
+    for args in (["check", "bad.yaml"],):
         proc = _diffxai(tmp_path, *args)
         assert proc.returncode == 1
         assert error_lines(proc.stderr) == [
@@ -112,6 +146,7 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.e2e
 def test_malformed_default_config_names_the_file(tmp_path):
     """Without --configfile the Snakefile reads config/config.yaml itself, after checking it."""
     (tmp_path / "config").mkdir()
@@ -124,15 +159,19 @@ def test_malformed_default_config_names_the_file(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_check_command_accepts_the_shipped_configs(tmp_path):
+def test_check_command_accepts_the_shipped_configs(tmp_path, monkeypatch, capsys):
+    from diffxai.workflow.cli import main
+
+    monkeypatch.chdir(REPO)
     for name in ("config.yaml", "imagenet_cats.yaml", "sd14.yaml"):
-        proc = _diffxai(REPO, "check", "--no-files", f"config/{name}")
-        assert proc.returncode == 0 and ": ok (experiment" in proc.stdout, proc.stderr
+        assert main(["check", "--no-files", f"config/{name}"]) == 0
+        assert ": ok (experiment" in capsys.readouterr().out
     path = write_config(tmp_path / "bad.yaml", merge(tiny_config(), {"noise": {"n_levels": 1}}))
-    proc = _diffxai(tmp_path, "check", str(path))
-    assert proc.returncode == 1 and error_lines(proc.stderr)[0].startswith("diffxai config error: config.noise.n_levels")
+    assert main(["check", str(path)]) == 1
+    assert error_lines(capsys.readouterr().err)[0].startswith("diffxai config error: config.noise.n_levels")
 
 
+@pytest.mark.e2e
 def test_a_configfile_replaces_the_demo_config(tmp_path):
     """Where config/config.yaml exists (the repository root; a copy here) --configfile must not be
     merged into it: the SD config has no digits, and the demo's digit classes must not leak in."""
@@ -168,8 +207,7 @@ def test_bad_image_files_name_the_path(tmp_path, problem):
                 "classifier": {"source": "torchvision", "arch": "resnet18"}},
         classes=[{"name": "tiger", "index": 292}, {"name": "lion", "index": 291}],
     )  # fmt: skip
-    proc = run_snakemake(tmp_path, "--cores", "1", configfile=write_config(tmp_path / "c.yaml", cfg), check=False)
-    assert_stopped_before_any_job(proc, tmp_path, str(bad))
+    assert str(bad) in one_line_config_error(cfg)
 
 
 def test_non_image_files_beside_images_are_ignored(tmp_path):
@@ -258,7 +296,31 @@ JOB_CASES = {
 }
 
 
+def _load_what_the_jobs_load(cfg: dict) -> None:
+    """What the first jobs of a pretrained-model run do with the checkpoints: load the diffusion
+    model (trajectories_build) and run the classifier on images (likelihood_compute)."""
+    from diffxai.io.images import load_folder
+    from diffxai.models.loading import load_backend
+    from diffxai.models.classifiers import classify, load_classifier
+
+    m = cfg["models"]
+    model = load_backend("pixel", m["diffusion"]["id"], "cpu", channels=cfg["data"]["channels"])
+    x, _ = load_folder(Path(cfg["data"]["root"]) / "tiger", 1, cfg["data"]["image_size"], cfg["data"]["channels"])
+    model.eps(x, torch.tensor([500]), None)
+    classify(load_classifier(m["classifier"], "cpu"), x, 4, "cpu")
+
+
 @pytest.mark.parametrize("problem", list(JOB_CASES))
+def test_unusable_checkpoint_is_one_line_naming_it(checkpoints, problem):
+    cfg, names = _broken(checkpoints, problem)
+    with pytest.raises(DiffxaiError) as err:
+        _load_what_the_jobs_load(cfg)
+    text = str(err.value)
+    assert "\n" not in text and names in text and JOB_CASES[problem] in text, text
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("problem", ["ddpm_nan", "classifier_pickle"])
 def test_unusable_checkpoint_fails_its_job_with_one_line(tmp_path, checkpoints, problem):
     cfg, names = _broken(checkpoints, problem)
     proc = run_snakemake(tmp_path, "--cores", "1", configfile=write_config(tmp_path / "c.yaml", cfg), check=False)

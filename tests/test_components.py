@@ -1,5 +1,6 @@
-"""Tests of component attribution (CAD) and concept editing: known answers, edit rules, bad input,
-and the tiny end-to-end run's tables and plots."""
+"""Tests of component attribution (CAD) and concept editing: known answers, the edit rules (the
+authors'), batched gradients against the naive loop, bad input, the stage's actions in process on
+tiny pixel and Stable Diffusion checkpoints (with exact settings), and the tiny DAG's tables."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import torch.nn as nn
 from helpers import build_tiny_pixel_ddpm
 
 from diffxai.core.errors import DiffxaiError
+from diffxai.core.seeding import make_generator
+from diffxai.core.timesteps import uniform_timesteps
 from diffxai.methods import components as cad
-
-CONCEPT = {"name": "thing", "index": 0}
+from diffxai.models.backend import DiffusionBackend
 
 
 class ToyUNet(nn.Module):
@@ -39,18 +41,20 @@ class ToyUNet(nn.Module):
         return self.lin(x) + self.emb(labels)
 
 
-class ToyModel(cad.ConceptModel):
+class ToyBackend(DiffusionBackend):
+    """The toy U-Net as a diffusion backend: conditions are labels, 2 is the null label."""
+
     def __init__(self, unet):
         self.unet = unet
 
-    def eps(self, x, t, cond):
-        return self.unet(x, t, cond)
-
-    def cond(self, concept, n):
-        return torch.full((n,), concept["index"], dtype=torch.long)
+    def encode(self, keys):
+        return torch.as_tensor([int(k) for k in keys], dtype=torch.long)
 
     def null(self, n):
         return torch.full((n,), 2, dtype=torch.long)
+
+    def eps(self, x, t, cond):
+        return self.unet(x, t, cond)
 
     @property
     def alphas_cumprod(self):
@@ -61,16 +65,16 @@ class ToyModel(cad.ConceptModel):
         return 1000
 
 
-def toy_items(model, n=5, s=3):
+def toy_items(backend, n=5, s=3):
     g = torch.Generator().manual_seed(1)
     x_t = torch.randn(n, s, 4, generator=g)
-    return cad.erase_items(model, x_t, torch.tensor([900, 500, 100]), CONCEPT, batch_size=4)
+    return cad.erase_items(backend, x_t, torch.tensor([900, 500, 100]), backend.encode([0]), batch_size=4)
 
 
 def test_toy_concept_weight_ranks_first():
-    model = ToyModel(ToyUNet())
-    params = cad.select_parameters(model.unet, [r"\.weight$"])
-    attr, j = cad.attribute(model, toy_items(model), params, batch_size=4)
+    backend = ToyBackend(ToyUNet())
+    params = cad.select_parameters(backend.unet, [r"\.weight$"])
+    attr, j = cad.attribute(backend, toy_items(backend), params, batch_size=4)
     flat = torch.cat([a.reshape(-1) for a in attr.values()])
     names = list(attr)
     top = int(flat.argmax())
@@ -82,42 +86,50 @@ def test_toy_concept_weight_ranks_first():
     assert torch.all(attr["other.weight"] == 0), "an unused weight has no attribution"
     assert torch.all(attr["emb.weight"][1] == 0), "another concept's row is untouched by this concept's J_e"
     # the erase edit of the single top weight removes the concept: J_e drops to ~0
-    edited = model.with_unet(cad.apply_edit(model.unet, cad.global_masks(attr, 1)))
-    assert cad.objective_value(edited, toy_items(model), 4, refresh_target=True) == pytest.approx(0.0, abs=1e-8)
+    edited = backend.with_unet(cad.apply_edit(backend.unet, cad.global_masks(attr, 1)))
+    assert cad.objective_value(edited, toy_items(backend), 4, refresh_target=True) == pytest.approx(0.0, abs=1e-8)
+    rows = cad.attribution_rows(attr, top_fraction=1 / flat.numel())
+    assert [r["parameter"] for r in rows] == names
+    emb = rows[1]
+    assert emb["top_fraction_mass"] == pytest.approx(attr["emb.weight"][0, 2].item() / flat.clamp(min=0).sum().item())
+    assert emb["negative_mass"] <= 0 <= emb["positive_mass"] and rows[2]["abs_mass"] == 0
 
 
 def test_batched_accumulation_equals_one_backward_per_item(tmp_path):
-    from diffxai.models.pixel import load_diffusion
+    from diffxai.models.loading import load_backend
 
     path = build_tiny_pixel_ddpm(tmp_path / "ddpm", image_size=8, channels=1, n_classes=10)
-    model = cad.PixelConceptModel(load_diffusion(str(path)))
-    concept = {"name": "digit_3", "index": 3}
-    traj = model.sample([concept], 3, n_steps=4, guidance=2.0, seed=0, stage="test", record=True)
+    backend = load_backend("pixel", str(path))
+    cond = backend.encode([3])
+    sampling = cad.Sampling(4, 2.0, 256, timesteps=tuple(int(t) for t in uniform_timesteps(1000, 4)))
+    traj = cad.sample_classes(backend, cond, ["digit_3"], 3, sampling, seed=0, stage="test", record=True)
     assert traj["x_t"].shape == (3, 4, 1, 8, 8) and traj["timesteps"].tolist() == [750, 500, 250, 0]
-    items = cad.erase_items(model, traj["x_t"], traj["timesteps"], concept, batch_size=5)
-    params = cad.select_parameters(model.unet, cad.PIXEL_DEFAULT_PATTERNS)
-    before = {n: p.detach().clone() for n, p in model.unet.named_parameters()}
-    a_batched, j_b = cad.attribute(model, items, params, batch_size=12)
-    a_naive, j_n = cad.attribute_naive(model, items, params)
+    # sample i of a class starts from noise keyed by (seed, stage, name, i), whatever its batch
+    assert torch.equal(traj["x_t"][2, 0], torch.randn((1, 8, 8), generator=make_generator(0, "test", "digit_3", 2)))
+    items = cad.erase_items(backend, traj["x_t"], traj["timesteps"], cond, batch_size=5)
+    params = cad.select_parameters(backend.unet, cad.DEFAULT_PATTERNS["pixel"])
+    before = {n: p.detach().clone() for n, p in backend.unet.named_parameters()}
+    a_batched, j_b = cad.attribute(backend, items, params, batch_size=12)
+    a_naive, j_n = cad.attribute_naive(backend, items, params)
     assert j_b == pytest.approx(j_n, rel=1e-5)
     for n in a_batched:
         scale = a_naive[n].abs().max().item()
         torch.testing.assert_close(a_batched[n], a_naive[n], rtol=1e-4, atol=1e-4 * scale)
-    assert all(not p.requires_grad and p.grad is None for p in model.unet.parameters())
-    for n, p in model.unet.named_parameters():
+    assert all(not p.requires_grad and p.grad is None for p in backend.unet.parameters())
+    for n, p in backend.unet.named_parameters():
         assert torch.equal(p, before[n])
     # amplify items: N images × S timesteps, noise seeded
-    amp = cad.amplify_items(model, traj["latents"], concept, traj["timesteps"], seed=0)
-    amp2 = cad.amplify_items(model, traj["latents"], concept, traj["timesteps"], seed=0)
+    amp = cad.amplify_items(backend, traj["sample"], cond, "digit_3", traj["timesteps"], seed=0)
+    amp2 = cad.amplify_items(backend, traj["sample"], cond, "digit_3", traj["timesteps"], seed=0)
     assert len(amp) == 12 and torch.equal(amp.x, amp2.x)
-    a_amp, j_a = cad.attribute(model, amp, params, batch_size=12)
+    a_amp, j_a = cad.attribute(backend, amp, params, batch_size=12)
     assert j_a > 0 and all(torch.isfinite(a).all() for a in a_amp.values())
     # counterfactual: restores the weight, and zeroing a weight with zero attribution does nothing
-    comps = cad.sample_components(a_batched, n_random=3, n_top=2, seed=0, concept="digit_3")
+    comps = cad.sample_components(a_batched, n_random=3, n_top=2, seed=0, key="digit_3")
     assert [g for _, _, g in comps].count("top") == 2 and len(comps) == 5
-    cf = cad.counterfactual(model, items, a_batched, comps, batch_size=12)
+    cf = pd.DataFrame(cad.counterfactual(backend, items, a_batched, comps, batch_size=12))
     assert list(cf["group"]).count("top") == 2 and cf["actual_delta"].notna().all()
-    for n, p in model.unet.named_parameters():
+    for n, p in backend.unet.named_parameters():
         assert torch.equal(p, before[n])
 
 
@@ -143,9 +155,9 @@ def test_per_row_rule_counts_and_never_zeroes_negative(rho):
             topk = rows[r].topk(k).values if k else rows[r][:0]
             assert int(m[r].sum()) == int((topk > 0).sum()) <= k
             assert torch.all(rows[r][m[r]] > 0), "negative attributions are never zeroed"
-            if m[r].any():
-                assert rows[r][m[r]].min() >= rows[r][~m[r]].max() or not (rows[r][~m[r]] > 0).any() or \
-                    rows[r][m[r]].min() >= rows[r][~m[r]][rows[r][~m[r]] > 0].max()  # fmt: skip
+            rest = rows[r][~m[r]]
+            if m[r].any() and (rest > 0).any():
+                assert rows[r][m[r]].min() >= rest[rest > 0].max(), "the zeroed entries are the row's top ones"
     assert masks["a.weight"][0].sum() == 0
     if rho == 0.02:
         assert int(masks["a.weight"][1:].sum()) == 5 * 5 and int(masks["b.weight"].sum()) == 0
@@ -177,6 +189,16 @@ def test_global_rule_and_edit_copy_only_touches_chosen_tensors():
     assert int(cad.global_masks({"x": torch.tensor([1.0, -1.0, 2.0])}, 3)["x"].sum()) == 2
 
 
+def test_edit_score_known_answer():
+    # concept (position 1) prob 0.8 → 0.2, others' prob 0.9+0.7 → 0.8+0.7, accuracy 1+1 → 0.5+1
+    base_p, base_a = [0.9, 0.8, 0.7], [1.0, 1.0, 1.0]
+    p, a = [0.8, 0.2, 0.7], [0.5, 0.0, 1.0]
+    score, target_acc, retention = cad.edit_score("erase", p, a, base_p, base_a, 1)
+    assert score == pytest.approx(0.6 - (1 - 1.5 / 1.6)) and target_acc == 0.0 and retention == pytest.approx(0.75)
+    assert cad.edit_score("amplify", p, a, base_p, base_a, 1)[0] == pytest.approx(-0.6 - (1 - 1.5 / 1.6))
+    assert cad.edit_score("erase", [0.1], [0.0], [0.5], [1.0], 0) == (pytest.approx(0.4), 0.0, 1.0)
+
+
 def test_bad_inputs_are_one_line_errors():
     for rho in (0, 1, 1.5, -0.1, float("nan")):
         with pytest.raises(DiffxaiError, match="rho must be in"):
@@ -189,8 +211,8 @@ def test_bad_inputs_are_one_line_errors():
         cad.edit_masks(_attributions(), "columns", 1)
     from conftest import TINY
 
-    from diffxai.config.load import load_config, validate_config
-    from diffxai.stages.components import check_components_config
+    from diffxai.config.checks import check_components_config
+    from diffxai.config import load_config, validate_config
 
     cfg = validate_config(load_config(TINY))
     cfg["components"]["concepts"] = ["digit_3", "digit_9"]
@@ -204,17 +226,186 @@ def test_bad_inputs_are_one_line_errors():
         check_components_config(cfg)
 
 
+# ------------------------------------------------------------------------------ the stage's actions
+
+
+class Files(dict):
+    """Snakemake's named input/output lists as the actions read them (``x.name``, ``x.get(name)``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def run_action(action, rule: str, cfg: dict, inputs: dict, outputs: dict, wildcards: dict | None = None) -> None:
+    """Run a rule's action with its settings (``rule_params``) and assert it read every one of them."""
+    from diffxai.workflow.params import Tracked, rule_params, unread
+
+    settings = rule_params(rule, cfg, wildcards)
+    reads: set[str] = set()
+    action(Tracked(settings, reads), Files(inputs), Files(outputs))
+    assert unread(settings, reads) == [], f"{rule} never read these settings"
+
+
+def run_stage(cfg: dict, out: Path, concept: str, inputs: dict) -> dict[str, str]:
+    """Every components action on ``cfg`` (the concept's job only), outputs under ``out``."""
+    from diffxai.plots import components as plots
+    from diffxai.stages import components
+
+    o = {
+        k: str(out / f)
+        for k, f in [
+            ("table", "baseline.parquet"),
+            ("samples", "baseline.safetensors"),
+            ("attribution", "attr.parquet"),
+            ("editing", "edit.parquet"),
+            ("counterfactual", "cf.parquet"),
+            ("arrays", "arrays.safetensors"),
+        ]
+    }
+    run_action(components.baseline, "components_baseline", cfg, inputs, {k: o[k] for k in ("table", "samples")})
+    job = {k: o[k] for k in ("attribution", "editing", "counterfactual", "arrays")}
+    run_action(
+        components.concept, "components_concept", cfg, {**inputs, "baseline": o["table"]}, job, {"concept": concept}
+    )
+    agg = {k: str(out / "tables" / f"{k}.parquet") for k in ("attribution", "editing", "counterfactual")}
+    run_action(components.aggregate, "components_aggregate", cfg, {k: [o[k]] for k in agg}, agg)
+    plots_out = {k: str(out / f"{k}.png") for k in ("mass", "editing", "scatter", "grid")}
+    plot_in = {**{k: agg[k] for k in agg}, "baseline_samples": o["samples"], "arrays": [o["arrays"]]}
+    run_action(plots.plot, "components_plot", cfg, plot_in, plots_out)
+    assert all(Path(p).stat().st_size > 1000 for p in plots_out.values())
+    return {**o, **{f"table_{k}": v for k, v in agg.items()}}
+
+
+def test_stage_on_a_tiny_pixel_model(tmp_path):
+    """The actions in process on a tiny class-conditional pixel DDPM and an untrained demo classifier:
+    tables, exact settings, and an edit that zeroes nothing reusing the baseline's evaluation."""
+    from diffxai.config import validate_config
+    from diffxai.models.classifiers import DemoCNN
+    from diffxai.models.demo import save_demo_classifier
+
+    ddpm = build_tiny_pixel_ddpm(tmp_path / "ddpm", image_size=8, channels=1, n_classes=10)
+    torch.manual_seed(0)
+    save_demo_classifier(
+        DemoCNN(10, 1, 4), tmp_path / "clf.safetensors", {"n_classes": 10, "in_channels": 1, "width": 4}
+    )
+    cfg = validate_config(
+        {
+            "experiment": "tiny-pixel",
+            "device": "cpu",
+            "stages": ["components"],
+            "models": {"diffusion": {"source": "pretrained", "id": str(ddpm)}, "classifier": {"source": "demo"}},
+            "data": {"source": "digits", "image_size": 8, "n_images": 2},
+            "classes": [{"name": "digit_3", "index": 3}, {"name": "digit_7", "index": 7, "label": 7}],
+            "components": {
+                "concepts": ["digit_7"],
+                "objective": {"n_samples": 2, "n_steps": 3, "batch_size": 4},
+                "amplify_images": "real",
+                "sweep": [{"rule": "per_row", "rho": 0.001}, {"rule": "global", "k": 4}],
+                "evaluation": {"samples_per_class": 2, "n_steps": 2, "grid_per_class": 1},
+                "counterfactual": {"n_random": 3, "n_top": 1, "n_items": 4},
+            },
+        }
+    )
+    out = run_stage(
+        cfg, tmp_path / "out", "digit_7", {"ddpm": str(ddpm), "classifier": str(tmp_path / "clf.safetensors")}
+    )
+    base = pd.read_parquet(out["table"])
+    ed = pd.read_parquet(out["table_editing"])
+    assert list(ed["eval_class"][:2]) == ["digit_3", "digit_7"] and set(ed["edit"]) == {"none", "erase", "amplify"}
+    # ρ = 0.001 zeroes nothing (fan-in < 1000): its rows are the baseline's, and never selected
+    nothing = ed[ed["rule"] == "per_row"]
+    assert (nothing["n_edited"] == 0).all() and not nothing["selected"].any()
+    for _, g in nothing.groupby("edit"):
+        assert g["prob"].tolist() == base["prob"].tolist() and g["accuracy"].tolist() == base["accuracy"].tolist()
+    assert (ed.loc[ed["rule"] == "global", "n_edited"] <= 4).all()
+    assert ed.loc[ed["rule"] == "global", "selected"].all()
+    attr = pd.read_parquet(out["table_attribution"])
+    assert attr["parameter"].str.contains("class_embedding|time_emb_proj").all()
+    cf = pd.read_parquet(out["table_counterfactual"])
+    assert len(cf) == 8 and (cf["n_items"] == 4).all() and cf["actual_delta"].notna().all()
+
+
+def test_unconditional_model_is_a_one_line_error(tmp_path):
+    from diffxai.config import validate_config
+    from diffxai.stages import components
+
+    ddpm = build_tiny_pixel_ddpm(tmp_path / "ddpm", image_size=8, channels=1)
+    cfg = validate_config(
+        {
+            "experiment": "uncond",
+            "device": "cpu",
+            "stages": ["components"],
+            "models": {"diffusion": {"source": "pretrained", "id": str(ddpm)}, "classifier": {"source": "demo"}},
+            "data": {"source": "digits", "image_size": 8, "n_images": 2},
+            "classes": [{"name": "digit_3", "index": 3}],
+            "components": {"concepts": ["digit_3"]},
+        }
+    )
+    from diffxai.workflow.params import rule_params
+
+    params = rule_params("components_baseline", cfg)
+    with pytest.raises(DiffxaiError, match="needs a class-conditional model") as exc:
+        components.baseline(params, Files(ddpm=str(ddpm), classifier=""), Files(table="t", samples="s"))
+    assert "\n" not in str(exc.value)
+
+
+def test_sd_path_on_tiny_stable_diffusion(tmp_path):
+    """The whole stage on a tiny SD pipeline: prompts as concepts, "" as c_b, ff weights, the
+    configured scheduler on its own spacing."""
+    from helpers import build_tiny_resnet_state_dict
+    from tiny_sd import build_tiny_sd
+
+    from diffxai.config import validate_config
+
+    sd = build_tiny_sd(tmp_path / "sd")
+    clf = build_tiny_resnet_state_dict(tmp_path / "clf.safetensors", num_classes=10)
+    cfg = validate_config(
+        {
+            "experiment": "tiny-sd",
+            "device": "cpu",
+            "stages": ["components"],
+            "models": {
+                "diffusion": {"source": "pretrained", "type": "stable_diffusion", "id": str(sd)},
+                "classifier": {"source": "state_dict", "arch": "resnet18", "path": str(clf), "num_classes": 10},
+            },
+            "classes": [{"name": "church", "index": 0}, {"name": "golf_ball", "index": 1, "prompt": "a golf ball"}],
+            "components": {
+                "concepts": ["church"],
+                "objective": {"n_samples": 2, "n_steps": 3, "guidance": 3.0},
+                "sd_scheduler": "dpmsolver++",
+                "sweep": [{"rule": "per_row", "rho": 0.05}, {"rule": "global", "k": 10}],
+                "evaluation": {"samples_per_class": 2, "n_steps": 2, "grid_per_class": 2},
+                "counterfactual": {"n_random": 3, "n_top": 1, "n_items": 3},
+            },
+            "plots": {"dpi": 50},
+        }
+    )
+    out = run_stage(cfg, tmp_path / "out", "church", {"ddpm": [], "classifier": []})
+    attr = pd.read_parquet(out["table_attribution"])
+    assert attr["parameter"].str.contains(r"ff\.net\.(?:0\.proj|2)\.weight").all() and len(attr) >= 4
+    ed = pd.read_parquet(out["table_editing"])
+    assert set(ed["edit"]) == {"none", "erase", "amplify"} and set(ed["eval_class"]) == {"church", "golf_ball"}
+    assert (ed.loc[ed["rule"] == "global", "n_edited"] == 10).all()
+    cf = pd.read_parquet(out["table_counterfactual"])
+    assert len(cf) == 8 and cf["actual_delta"].notna().all()
+
+
+@pytest.mark.e2e
 def test_tiny_run_component_tables_and_plots(tiny_run):
+    from diffxai.io.specs import SPECS
     from diffxai.io.tables import read_metadata
 
     tables = tiny_run / "tables"
     attr = pd.read_parquet(tables / "component_attribution.parquet")
-    assert set(cad.ATTRIBUTION_COLUMNS) <= set(attr.columns)
+    assert set(SPECS["component_attribution"].required) <= set(attr.columns)
     assert set(attr["concept"]) == {"digit_3", "digit_7"} and set(attr["objective"]) == {"erase", "amplify"}
     assert (attr["positive_mass"] >= 0).all() and (attr["negative_mass"] <= 0).all() and (attr["n_weights"] > 0).all()
     assert attr["parameter"].str.contains("class_embedding|time_emb_proj").all()
     ed = pd.read_parquet(tables / "concept_editing.parquet")
-    assert set(cad.EDITING_COLUMNS + ["rule", "k", "selected"]) <= set(ed.columns)
+    assert set(SPECS["concept_editing"].required + ["rule", "k", "selected"]) <= set(ed.columns)
     assert set(ed["edit"]) == {"none", "erase", "amplify"}
     assert ed["prob"].between(0, 1).all() and ed["accuracy"].between(0, 1).all()
     for (concept, edit), g in ed[ed["selected"]].groupby(["concept", "edit"]):
@@ -222,42 +413,10 @@ def test_tiny_run_component_tables_and_plots(tiny_run):
     cf = pd.read_parquet(tables / "component_counterfactual.parquet")
     assert {"predicted_delta", "actual_delta", "pearson", "spearman"} <= set(cf.columns) and len(cf) > 0
     assert read_metadata(tables / "concept_editing.parquet")["diffxai.seed"] == "0"
-    for name in ("components_attribution_mass", "components_editing", "components_counterfactual", "components_samples"):
+    for name in (
+        "components_attribution_mass",
+        "components_editing",
+        "components_counterfactual",
+        "components_samples",
+    ):
         assert (tiny_run / "plots" / f"{name}.png").stat().st_size > 1000
-
-
-def test_sd_path_on_tiny_stable_diffusion(tmp_path):
-    """The whole concept driver on a tiny SD pipeline: prompts as concepts, "" as c_b, ff weights."""
-    from helpers import build_tiny_resnet_state_dict
-    from tiny_sd import build_tiny_sd
-
-    from diffxai.config.load import validate_config
-    from diffxai.stages.components import components_baseline, components_concept, components_plot
-
-    sd = build_tiny_sd(tmp_path / "sd")
-    clf = build_tiny_resnet_state_dict(tmp_path / "clf.safetensors", num_classes=10)
-    cfg = validate_config({
-        "experiment": "tiny-sd", "device": "cpu", "stages": ["components"],
-        "models": {"diffusion": {"source": "pretrained", "type": "stable_diffusion", "id": str(sd)},
-                   "classifier": {"source": "state_dict", "arch": "resnet18", "path": str(clf), "num_classes": 10}},
-        "classes": [{"name": "church", "index": 0}, {"name": "golf_ball", "index": 1}],
-        "components": {"concepts": ["church"], "objective": {"n_samples": 2, "n_steps": 3, "guidance": 3.0},
-                       "sweep": [{"rule": "per_row", "rho": 0.05}, {"rule": "global", "k": 10}],
-                       "evaluation": {"samples_per_class": 2, "n_steps": 2, "grid_per_class": 2},
-                       "counterfactual": {"n_random": 3, "n_top": 1, "n_items": 3}},
-        "plots": {"dpi": 50},
-    })  # fmt: skip
-    out = tmp_path / "out"
-    components_baseline(cfg, None, None, str(out / "base.parquet"), str(out / "base.safetensors"))
-    paths = [str(out / f) for f in ("attr.parquet", "edit.parquet", "cf.parquet", "arrays.safetensors")]
-    components_concept(cfg, "church", None, None, str(out / "base.parquet"), *paths)
-    attr = pd.read_parquet(paths[0])
-    assert attr["parameter"].str.contains(r"ff\.net\.(?:0\.proj|2)\.weight").all() and len(attr) >= 4
-    ed = pd.read_parquet(paths[1])
-    assert set(ed["edit"]) == {"none", "erase", "amplify"} and set(ed["eval_class"]) == {"church", "golf_ball"}
-    assert (ed.loc[ed["rule"] == "global", "n_edited"] == 10).all()
-    cf = pd.read_parquet(paths[2])
-    assert len(cf) == 8 and cf["actual_delta"].notna().all()
-    plots = [str(tmp_path / f"{n}.png") for n in ("mass", "edit", "cf", "grid")]
-    components_plot(cfg, paths[0], paths[1], paths[2], str(out / "base.safetensors"), [paths[3]], *plots)
-    assert all(Path(p).stat().st_size > 1000 for p in plots)

@@ -140,14 +140,23 @@ def test_too_many_gpus_and_bad_count_are_one_line_errors(slot_env, monkeypatch):
 def test_run_job_binds_the_device_before_the_job_runs(tmp_path, slot_env):
     seen = {}
 
-    def job(smk):
+    def job(params, inputs, outputs):
         seen["visible"] = os.environ.get("CUDA_VISIBLE_DEVICES")
         seen["locked"] = gpu_slots.try_acquire(2, ["0", "1"], gpu_slots.slots_dir())
+        seen["args"] = (dict(params), inputs, outputs)
 
     smk = SimpleNamespace(
-        log=[str(tmp_path / "job.log")], threads=1, rule="demo", wildcards={}, resources=SimpleNamespace(gpu=1)
+        log=[str(tmp_path / "job.log")],
+        threads=1,
+        rule="demo",
+        wildcards={},
+        resources=SimpleNamespace(gpu=1),
+        params=SimpleNamespace(settings={"threads": 1}),
+        input=["in"],
+        output=["out"],
     )
     run_job(smk, job)
+    assert seen["args"] == ({"threads": 1}, ["in"], ["out"])
     assert seen["visible"] == "0"
     assert seen["locked"] is None  # device 0 was held while the job ran
     assert "CUDA_VISIBLE_DEVICES=0" in (tmp_path / "job.log").read_text()

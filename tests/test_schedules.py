@@ -1,5 +1,6 @@
-"""Schedules stage: exponential time-step sampling (arXiv 2402.10404), generation, band SSIM,
-commitment experiment; end-to-end checks on the tiny DAG run."""
+"""Schedules stage: exponential time-step sampling (arXiv 2402.10404), generation under custom
+timesteps, band SSIM and the commitment experiment; the stage's actions run in-process on a tiny
+conditional DDPM, and one end-to-end check reads the tiny DAG run's tables."""
 
 from __future__ import annotations
 
@@ -12,15 +13,38 @@ import torch
 from helpers import build_tiny_pixel_ddpm
 
 from diffxai.core.errors import DiffxaiError
-from diffxai.core.seeding import make_generator
 from diffxai.core.imageops import band_ssim, ssim
+from diffxai.core.seeding import make_generator
 from diffxai.core.timesteps import exponential_powers, make_schedule, resolve_collisions
 from diffxai.metrics.curves import commitment_step, decided_step
 from diffxai.models.pixel import load_diffusion
-from diffxai.sampling.loop import generate, step_labels
+from diffxai.sampling.loop import sample, step_conditions
 from diffxai.sampling.noising import seeded_noise
+from diffxai.workflow.params import Tracked, merge, rule_execution, rule_params, unread
 
 torch.set_num_threads(1)
+
+
+class Files(dict):
+    """Named inputs / outputs as Snakemake passes them: ``files.name``, ``files.get(name)``, ``files[0]``."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key):
+        return list(self.values())[key] if isinstance(key, int) else dict.__getitem__(self, key)
+
+
+def run_action(action, rule: str, cfg: dict, wildcards: dict, inputs: Files, outputs: Files) -> list[str]:
+    """Run a stage action with the rule's params, as :func:`diffxai.workflow.jobs.run_job` does
+    with tracking on; returns the settings the action never read."""
+    settings = merge(rule_params(rule, cfg, wildcards), rule_execution(rule, cfg, wildcards).values)
+    reads = {"threads"}  # run_job reads it (torch threads); the tests keep one thread
+    action(Tracked(settings, reads), inputs, outputs)
+    return unread(settings, reads)
 
 
 # ---------------------------------------------------------------------------- the formula
@@ -101,8 +125,8 @@ def test_bad_schedule_arguments_are_one_line_errors(args, match):
 
 
 def test_schedule_config_checks(repo):
-    from diffxai.config.load import load_config, validate_config
-    from diffxai.stages.schedules import check_schedules_config
+    from diffxai.config.checks import check_schedules_config
+    from diffxai.config import load_config, validate_config
 
     base = validate_config(load_config(repo / "tests/configs/tiny.yaml"), check_files=False)
     check_schedules_config(base)
@@ -136,11 +160,12 @@ def test_schedule_config_checks(repo):
         validate_config(bad, check_files=False)  # the schema refuses it too
 
 
+@pytest.mark.e2e
 def test_bad_gamma_stops_the_dag_before_any_job(tmp_path, repo):
     from conftest import run_snakemake
 
-    cfg = (repo / "tests/configs/tiny.yaml").read_text().replace("gamma: 6, n_steps: 4}\n    - {name: latter",
-                                                                  "gamma: 6, n_steps: 4000}\n    - {name: latter")  # fmt: skip
+    good = "gamma: 6, n_steps: 4}\n    - {name: latter"
+    cfg = (repo / "tests/configs/tiny.yaml").read_text().replace(good, good.replace("n_steps: 4", "n_steps: 4000"))
     path = tmp_path / "bad.yaml"
     path.write_text(cfg)
     proc = run_snakemake(tmp_path, "-n", configfile=path, check=False)
@@ -161,45 +186,78 @@ def _noise(n, keys=("t",)):
     return seeded_noise((1, 8, 8), [make_generator(0, *keys, i) for i in range(n)])
 
 
+def _labels(model, labels):
+    return model.encode(labels)
+
+
 def test_generation_with_custom_schedule_is_deterministic_and_batch_independent(tiny_cond):
     ts = make_schedule("early", 1000, 6, 10).timesteps
-    x, lab = _noise(3), torch.tensor([3, 7, 1])
-    a = generate(tiny_cond, x, ts, lab, guidance=2.0)
-    b = generate(tiny_cond, x.clone(), ts, lab, guidance=2.0, batch_size=1)
+    x, cond = _noise(3), _labels(tiny_cond, [3, 7, 1])
+
+    def run(x, **kw):
+        return sample(tiny_cond, x, timesteps=ts, cond=cond, guidance=2.0, record=True, **kw)
+
+    a, b = run(x), run(x.clone(), batch_size=1)
     assert a["x0_pred"].shape == (3, 6, 1, 8, 8) and a["x_t"].shape == (3, 6, 1, 8, 8)
-    assert torch.allclose(a["sample"], b["sample"], atol=1e-5)
-    assert torch.equal(a["sample"], generate(tiny_cond, x.clone(), ts, lab, guidance=2.0)["sample"])
+    # float32 convolutions of a batch of 3 and of 1 differ in the last bits (~1e-7); x̂0 divides by
+    # sqrt(ᾱ_999) ≈ 0.006, so the samples differ by up to ~5e-5 on [-1, 1]
+    assert torch.allclose(a["sample"], b["sample"], atol=1e-4)
+    assert torch.equal(a["sample"], run(x.clone())["sample"])
     assert torch.equal(a["sample"], a["x0_pred"][:, -1])  # DDIM's last step returns x̂0
     assert torch.equal(a["x_t"][:, 0], x)
-    other = generate(tiny_cond, x, make_schedule("latter", 1000, 6, 10).timesteps, lab, guidance=2.0)
+    other = sample(tiny_cond, x, timesteps=make_schedule("latter", 1000, 6, 10).timesteps, cond=cond, guidance=2.0)
     assert not torch.allclose(a["sample"], other["sample"])  # the schedule matters
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "dpmsolver++"])
 def test_diffusers_schedulers_take_custom_timesteps(tiny_cond, sampler):
     ts = make_schedule("latter", 1000, 5, 5).timesteps
-    x, lab = _noise(2), torch.tensor([2, 5])
-    gens = lambda: [make_generator(0, "ddpm", i) for i in range(2)]  # noqa: E731
-    a = generate(tiny_cond, x, ts, lab, 2.0, sampler, gens())
-    b = generate(tiny_cond, x.clone(), ts, lab, 2.0, sampler, gens(), batch_size=1)
+    x, cond = _noise(2), _labels(tiny_cond, [2, 5])
+
+    def run(x, **kw):
+        gens = [make_generator(0, "ddpm", i) for i in range(2)]
+        return sample(
+            tiny_cond,
+            x,
+            timesteps=ts,
+            cond=cond,
+            guidance=2.0,
+            scheduler=sampler,
+            step_generators=gens,
+            record=True,
+            **kw,
+        )
+
+    a, b = run(x), run(x.clone(), batch_size=1)
     assert a["sample"].shape == (2, 1, 8, 8) and a["x0_pred"].shape == (2, 5, 1, 8, 8)
+    assert a["timesteps"].tolist() == ts.tolist()
     assert torch.isfinite(a["sample"]).all()
     assert torch.allclose(a["sample"], b["sample"], atol=1e-5)
-    with pytest.raises(DiffxaiError, match="unknown sampler 'euler'"):
-        generate(tiny_cond, x, ts, lab, 2.0, "euler")
+    assert torch.equal(a["sample"], run(x.clone())["sample"])  # the step noise comes from the generators
+    with pytest.raises(DiffxaiError, match="unknown scheduler 'euler'"):
+        sample(tiny_cond, x, timesteps=ts, cond=cond, guidance=2.0, scheduler="euler")
 
 
-def test_per_step_labels_switch_the_class(tiny_cond):
-    lab = step_labels(3, 7, 4, [0, 2, 4])
-    assert lab.tolist() == [[7, 7, 7, 7], [3, 3, 7, 7], [3, 3, 3, 3]]
+def test_per_step_conditions_switch_the_class(tiny_cond):
+    cond = step_conditions(_labels(tiny_cond, [3]), _labels(tiny_cond, [7]), 4, [0, 2, 4])
+    assert cond.tolist() == [[7, 7, 7, 7], [3, 3, 7, 7], [3, 3, 3, 3]]
     ts = make_schedule("uniform", 1000, 4).timesteps
     x = _noise(3)
-    per_step = generate(tiny_cond, x, ts, lab, 2.0, record=False)["sample"]
-    plain_a = generate(tiny_cond, x[2:], ts, torch.tensor([3]), 2.0, record=False)["sample"]
-    plain_b = generate(tiny_cond, x[:1], ts, torch.tensor([7]), 2.0, record=False)["sample"]
-    assert torch.allclose(per_step[2:], plain_a, atol=1e-6)  # k = S: label a throughout
-    assert torch.allclose(per_step[:1], plain_b, atol=1e-6)  # k = 0: label b throughout
+    per_step = sample(tiny_cond, x, timesteps=ts, cond=cond, guidance=2.0)["sample"]
+    plain_a = sample(tiny_cond, x[2:], timesteps=ts, cond=_labels(tiny_cond, [3]), guidance=2.0)["sample"]
+    plain_b = sample(tiny_cond, x[:1], timesteps=ts, cond=_labels(tiny_cond, [7]), guidance=2.0)["sample"]
+    # batches of 3 and of 1: the same samples up to float32 rounding (see the test above)
+    assert torch.allclose(per_step[2:], plain_a, atol=1e-4)  # k = S: label a throughout
+    assert torch.allclose(per_step[:1], plain_b, atol=1e-4)  # k = 0: label b throughout
     assert not torch.allclose(per_step[1], plain_a[0])
+
+
+def test_switch_steps():
+    from diffxai.stages.schedules import switch_steps
+
+    assert switch_steps(4, 1).tolist() == [0, 1, 2, 3, 4]
+    assert switch_steps(5, 2).tolist() == [0, 2, 4, 5]  # S is always included
+    assert switch_steps(4, 10).tolist() == [0, 4]
 
 
 def test_decided_and_commitment_steps():
@@ -216,8 +274,20 @@ def test_commitment_summary_on_known_table():
     from diffxai.stages.schedules import commitment_summary
 
     ends = {0: ["b", "b"], 1: ["a", "b"], 2: ["a", "a"], 3: ["a", "other"], 4: ["a", "a"]}
-    rows = [dict(pair="x-to-y", class_a="x", class_b="y", schedule="u", switch_step=k, switch_timestep=[9, 7, 5, 3, -1][k],
-                 seed=s, ends_as=e) for k, es in ends.items() for s, e in enumerate(es)]  # fmt: skip
+    rows = [
+        {
+            "pair": "x-to-y",
+            "class_a": "x",
+            "class_b": "y",
+            "schedule": "u",
+            "switch_step": k,
+            "switch_timestep": [9, 7, 5, 3, -1][k],
+            "seed": s,
+            "ends_as": e,
+        }
+        for k, es in ends.items()
+        for s, e in enumerate(es)
+    ]
     out = commitment_summary(pd.DataFrame(rows))
     assert out["share_a"].tolist() == [0, 0.5, 1, 0.5, 1]
     assert out["share_b"].tolist() == [1, 0.5, 0, 0, 0]
@@ -231,8 +301,12 @@ def test_ssim_known_answers():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 2, 11, 11, generator=g)
     y = torch.rand(3, 2, 11, 11, generator=g)
-    assert torch.allclose(ssim(x, x, terms="cs*l", out_dtype=torch.float32), torch.ones(3))
-    assert torch.allclose(ssim(x, y, terms="cs*l", out_dtype=torch.float32), ssim(y, x, terms="cs*l", out_dtype=torch.float32))
+
+    def schedules_ssim(a, b):  # the variant band_ssim uses for its whole-image and low-pass scores
+        return ssim(a, b, terms="cs*l", out_dtype=torch.float32)
+
+    assert torch.allclose(schedules_ssim(x, x), torch.ones(3))
+    assert torch.allclose(schedules_ssim(x, y), schedules_ssim(y, x))
     # 11x11 images, 11x11 window: one Gaussian-weighted window per channel, by hand
     r = torch.arange(-5, 6, dtype=torch.float64)
     w1 = torch.exp(-0.5 * (r / 1.5) ** 2)
@@ -244,7 +318,7 @@ def test_ssim_known_answers():
     cxy = (w * xd * yd).sum((-2, -1)) - mx * my
     c1, c2 = 0.01**2, 0.03**2
     ref = ((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean(1)
-    assert torch.allclose(ssim(x, y, terms="cs*l", out_dtype=torch.float32), ref.float(), atol=1e-6)
+    assert torch.allclose(schedules_ssim(x, y), ref.float(), atol=1e-6)
 
 
 def test_band_ssim_separates_layout_from_detail():
@@ -260,57 +334,124 @@ def test_band_ssim_separates_layout_from_detail():
     assert (fine["rmse_low"] < 0.05).all() and (coarse["rmse_high"] < 0.05).all()
 
 
-# ---------------------------------------------------------------------------- Stable Diffusion
+def test_schedule_distances_of_identical_samples():
+    from diffxai.stages.schedules import DISTANCE_COLUMNS, schedule_distances
+
+    x = torch.rand(2, 3, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    d = schedule_distances({"u": x, "e": x.clone(), "l": x.flip(-1)}, ["a", "b"], sigma=1.0)
+    assert list(d.columns) == DISTANCE_COLUMNS and len(d) == 3 * 2 * 3
+    same = d[(d["schedule_a"] == "u") & (d["schedule_b"] == "e")]
+    assert (
+        np.allclose(same[["ssim", "ssim_low", "ssim_high"]], 1) and (same[["rmse_low", "rmse_high"]] == 0).all().all()
+    )
+    assert (d[d["schedule_b"] == "l"]["ssim"] < 1).all()
+    assert len(schedule_distances({"u": x}, ["a", "b"], 1.0)) == 0  # one schedule: nothing to compare
 
 
-def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
-    from helpers import build_tiny_resnet_state_dict
-    from tiny_sd import build_tiny_sd
+# ---------------------------------------------------------------------------- the stage, in process
 
-    from diffxai.config.load import load_config, validate_config
-    from diffxai.io.arrays import load_arrays
-    from diffxai.stages.schedules import generate_schedule
 
-    sd_dir = build_tiny_sd(tmp_path / "sd")
-    clf = build_tiny_resnet_state_dict(tmp_path / "clf.safetensors", num_classes=300)
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny class-conditional DDPM directory and a demo classifier checkpoint."""
+    from diffxai.models.classifiers import DemoCNN
+    from diffxai.models.demo import save_demo_classifier
+
+    root = tmp_path_factory.mktemp("schedules-models")
+    ddpm = build_tiny_pixel_ddpm(root / "ddpm", image_size=8, channels=1, n_classes=10)
+    torch.manual_seed(0)
+    clf = root / "classifier.safetensors"
+    save_demo_classifier(DemoCNN(10, 1, 4), clf, {"n_classes": 10, "in_channels": 1, "width": 4})
+    return Files(ddpm=str(ddpm), classifier=str(clf))
+
+
+def tiny_cfg(repo, **schedules) -> dict:
+    from diffxai.config import load_config, validate_config
+
     cfg = load_config(repo / "tests/configs/tiny.yaml")
-    cfg["models"] = {"diffusion": {"source": "pretrained", "type": "stable_diffusion", "id": str(sd_dir)},
-                     "classifier": {"source": "state_dict", "arch": "resnet18", "path": str(clf), "num_classes": 300}}  # fmt: skip
-    cfg["data"] = {"source": "folder", "root": str(tmp_path), "image_size": 16, "channels": 3, "n_images": 1}
-    cfg["classes"] = [{"name": "surfer", "index": 0, "prompt": "a man on a wave"}]  # other stages' prompts
-    # this stage's own prompts, with classifier classes
-    cfg["schedules"]["classes"] = [
-        {"name": "tiger", "index": 292},
-        {"name": "persian_cat", "index": 283, "prompt": "a persian cat"},
-    ]
-    cfg["schedules"].update({"schedules": [{"name": "early", "kind": "early", "gamma": 6, "n_steps": 3}], "n_seeds": 1,
-                             "sampler": "dpmsolver++", "guidance": 3.0})  # fmt: skip
-    cfg = validate_config(cfg, check_files=False)
-    outs = [tmp_path / f for f in ("s.safetensors", "t.parquet", "st.parquet")]
-    generate_schedule(cfg, "early", None, None, *map(str, outs))
-    arr, meta = load_arrays(outs[0])
-    assert arr["samples"].shape == (2, 1, 3, 16, 16) and meta["class_names"] == ["tiger", "persian_cat"]
-    assert arr["timesteps"].tolist() == make_schedule("early", 1000, 3, 6).timesteps.tolist()
-    steps = pd.read_parquet(outs[2])
-    assert len(steps) == 2 * 3 and steps["prob"].between(0, 1).all()
-    first = pd.read_parquet(outs[1])["prob"].to_numpy()
-    generate_schedule(cfg, "early", None, None, *map(str, outs))
-    assert np.array_equal(first, pd.read_parquet(outs[1])["prob"].to_numpy())  # deterministic for a seed
+    cfg["schedules"].update(schedules)
+    return validate_config(cfg, check_files=False)
 
 
-# ---------------------------------------------------------------------------- end to end
+def generate_jobs(cfg: dict, models: Files, out) -> tuple[dict, list[str]]:
+    """Every ``schedules_generate`` job of ``cfg`` into ``out``: its outputs per schedule, and the
+    settings any job left unread."""
+    from diffxai.stages import schedules
+
+    outs, left = {}, []
+    for s in cfg["schedules"]["schedules"]:
+        name = s["name"]
+        o = Files(
+            samples=str(out / f"{name}.safetensors"),
+            table=str(out / f"{name}.parquet"),
+            steps=str(out / f"{name}_steps.parquet"),
+        )
+        left += run_action(schedules.generate, "schedules_generate", cfg, {"schedule": name}, models, o)
+        outs[name] = o
+    return outs, left
 
 
-def test_tiny_run_schedule_tables(tiny_run):
-    from diffxai.config.load import load_config, validate_config
+@pytest.fixture(scope="module")
+def stage_run(tmp_path_factory, models):
+    """Every job of the stage on the tiny config (with the tiny models), run in-process."""
+    from conftest import REPO
+
+    from diffxai.config.experiment import commitment_pairs, pair_id
+    from diffxai.plots import schedules as plots
+    from diffxai.stages import schedules
+
+    out = tmp_path_factory.mktemp("schedules-run")
+    cfg = tiny_cfg(REPO)
+    gen, left = generate_jobs(cfg, models, out)
+    commit = []
+    for a, b in commitment_pairs(cfg):
+        commit.append(str(out / f"{pair_id(a, b)}.parquet"))
+        left += run_action(
+            schedules.commitment, "schedules_commitment", cfg, {"pair": pair_id(a, b)}, models, Files(table=commit[-1])
+        )
+    tables = Files(
+        **{
+            k: str(out / "tables" / f"{k}.parquet")
+            for k in ("schedule_sampling", "schedule_steps", "schedule_distances", "commitment", "commitment_summary")
+        }
+    )
+    (out / "tables").mkdir()
+    agg_in = Files(
+        tables=[o.table for o in gen.values()],
+        steps=[o.steps for o in gen.values()],
+        samples=[o.samples for o in gen.values()],
+        commitment=commit,
+    )
+    agg_out = Files(
+        sampling=tables.schedule_sampling,
+        steps=tables.schedule_steps,
+        distances=tables.schedule_distances,
+        commitment=tables.commitment,
+        commitment_summary=tables.commitment_summary,
+    )
+    left += run_action(schedules.aggregate, "schedules_aggregate", cfg, {}, agg_in, agg_out)
+    plot_in = Files(**agg_out, samples=agg_in.samples)
+    plot_out = Files(
+        **{
+            k: str(out / "plots" / f"{f}.png")
+            for k, f in (
+                ("grid", "schedule_grid"),
+                ("prob", "schedule_class_prob"),
+                ("distances", "schedule_distances"),
+                ("commitment", "commitment"),
+            )
+        }
+    )
+    left += run_action(plots.plot, "schedules_plot", cfg, {}, plot_in, plot_out)
+    return cfg, out, left
+
+
+def check_stage_outputs(cfg: dict, tables, samples, plots) -> None:
+    """The stage's contract on a run's outputs (tables, sample arrays and plots directories)."""
     from diffxai.io.arrays import load_arrays
     from diffxai.io.tables import read_metadata
     from diffxai.stages.schedules import COMMITMENT_COLUMNS, DISTANCE_COLUMNS, SAMPLING_COLUMNS, STEPS_COLUMNS
 
-    tables = tiny_run / "tables"
-    from conftest import TINY
-
-    cfg = validate_config(load_config(TINY), check_files=False)
     sec = cfg["schedules"]
     n_cls, n_seeds = len(cfg["classes"]), sec["n_seeds"]
     names = [s["name"] for s in sec["schedules"]]
@@ -331,9 +472,9 @@ def test_tiny_run_schedule_tables(tiny_run):
     assert set(DISTANCE_COLUMNS) <= set(dist.columns)
     assert len(dist) == len(names) * (len(names) - 1) // 2 * n_cls * n_seeds
     assert dist[["ssim", "ssim_low", "ssim_high"]].apply(lambda c: c.between(-1, 1.0001)).all().all()
-    # same seeds across schedules: every schedule's step-0 x̂0 comes from the same x_T at t = 999
-    arrs = {n: load_arrays(tiny_run / "samples" / "schedules" / f"{n}.safetensors")[0]["samples"] for n in names}
+    arrs = {n: load_arrays(samples / f"{n}.safetensors")[0]["samples"] for n in names}
     assert all(a.shape == (n_cls, n_seeds, 1, 8, 8) for a in arrs.values())
+    # same seeds across schedules: every schedule's step-0 x̂0 comes from the same x_T at t = 999
     s0 = steps[steps["step"] == 0].pivot_table(index=["class_name", "seed"], columns="schedule", values="prob")
     assert np.allclose(s0.to_numpy(), s0.to_numpy()[:, :1], atol=1e-6)
     com = pd.read_parquet(tables / "commitment.parquet")
@@ -345,12 +486,108 @@ def test_tiny_run_schedule_tables(tiny_run):
         # switching at k = S is class a throughout: the same sample as the class-a generation
         a = sub["class_a"].iloc[0]
         full = sub[sub["switch_step"] == S[name]].set_index("seed")["final_top1"].sort_index()
-        ref = (
-            final[(final["schedule"] == name) & (final["class_name"] == a)].set_index("seed")["top1_index"].sort_index()
-        )
-        assert full.tolist() == ref.tolist()
+        ref = final[(final["schedule"] == name) & (final["class_name"] == a)].set_index("seed")["top1_index"]
+        assert full.tolist() == ref.sort_index().tolist()
     summary = pd.read_parquet(tables / "commitment_summary.parquet")
     assert summary[["share_a", "share_b"]].apply(lambda c: c.between(0, 1)).all().all()
     for p in ("schedule_grid", "schedule_class_prob", "schedule_distances", "commitment"):
-        f = tiny_run / "plots" / f"{p}.png"
+        f = plots / f"{p}.png"
         assert f.is_file() and f.stat().st_size > 2000
+
+
+def test_stage_outputs(stage_run):
+    cfg, out, _ = stage_run
+    check_stage_outputs(cfg, out / "tables", out, out / "plots")
+
+
+def test_every_setting_is_read(stage_run):
+    assert stage_run[2] == []
+
+
+def test_ddpm_step_noise_is_per_sample(tmp_path, models, repo):
+    """With the stochastic sampler, a sample depends only on its own seeds, never on its batch."""
+    cfg = tiny_cfg(repo, sampler="ddpm", schedules=[{"name": "early", "kind": "early", "gamma": 6, "n_steps": 4}])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one, _ = generate_jobs(cfg, models, tmp_path / "a")
+    cfg["schedules"]["batch_size"] = 1
+    other, _ = generate_jobs(cfg, models, tmp_path / "b")
+    a, b = pd.read_parquet(one["early"].steps), pd.read_parquet(other["early"].steps)
+    assert np.allclose(a["prob"], b["prob"], atol=1e-5) and (a["top1_index"] == b["top1_index"]).all()
+
+
+def test_commitment_needs_a_conditional_model(tmp_path, models, repo):
+    from diffxai.stages import schedules
+
+    uncond = build_tiny_pixel_ddpm(tmp_path / "ddpm", image_size=8, channels=1)
+    with pytest.raises(DiffxaiError, match="unconditional") as exc:
+        run_action(
+            schedules.commitment,
+            "schedules_commitment",
+            tiny_cfg(repo),
+            {"pair": "digit_3-to-digit_7"},
+            Files(ddpm=str(uncond), classifier=models.classifier),
+            Files(table=str(tmp_path / "c.parquet")),
+        )
+    assert "\n" not in str(exc.value)
+
+
+# ---------------------------------------------------------------------------- Stable Diffusion
+
+
+def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
+    from helpers import build_tiny_resnet_state_dict
+    from tiny_sd import build_tiny_sd
+
+    from diffxai.config import load_config, validate_config
+    from diffxai.io.arrays import load_arrays
+    from diffxai.stages import schedules
+
+    sd_dir = build_tiny_sd(tmp_path / "sd")
+    clf = build_tiny_resnet_state_dict(tmp_path / "clf.safetensors", num_classes=300)
+    cfg = load_config(repo / "tests/configs/tiny.yaml")
+    cfg["models"] = {
+        "diffusion": {"source": "pretrained", "type": "stable_diffusion", "id": str(sd_dir)},
+        "classifier": {"source": "state_dict", "arch": "resnet18", "path": str(clf), "num_classes": 300},
+    }
+    cfg["data"] = {"source": "folder", "root": str(tmp_path), "image_size": 16, "channels": 3, "n_images": 1}
+    cfg["classes"] = [{"name": "surfer", "index": 0, "prompt": "a man on a wave"}]  # other stages' prompts
+    # this stage's own prompts, with classifier classes
+    cfg["schedules"]["classes"] = [
+        {"name": "tiger", "index": 292},
+        {"name": "persian_cat", "index": 283, "prompt": "a persian cat"},
+    ]
+    cfg["schedules"].update(
+        {
+            "schedules": [{"name": "early", "kind": "early", "gamma": 6, "n_steps": 3}],
+            "n_seeds": 1,
+            "sampler": "dpmsolver++",
+            "guidance": 3.0,
+        }
+    )
+    cfg = validate_config(cfg, check_files=False)
+    outs = Files(
+        samples=str(tmp_path / "s.safetensors"), table=str(tmp_path / "t.parquet"), steps=str(tmp_path / "st.parquet")
+    )
+    assert run_action(schedules.generate, "schedules_generate", cfg, {"schedule": "early"}, Files(), outs) == []
+    arr, meta = load_arrays(outs.samples)
+    assert arr["samples"].shape == (2, 1, 3, 16, 16) and meta["class_names"] == ["tiger", "persian_cat"]
+    assert arr["timesteps"].tolist() == make_schedule("early", 1000, 3, 6).timesteps.tolist()
+    steps = pd.read_parquet(outs.steps)
+    assert len(steps) == 2 * 3 and steps["prob"].between(0, 1).all()
+    first = pd.read_parquet(outs.table)["prob"].to_numpy()
+    run_action(schedules.generate, "schedules_generate", cfg, {"schedule": "early"}, Files(), outs)
+    assert np.array_equal(first, pd.read_parquet(outs.table)["prob"].to_numpy())  # deterministic for a seed
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.e2e
+def test_tiny_run_schedule_tables(tiny_run):
+    from conftest import TINY
+
+    from diffxai.config import load_config, validate_config
+
+    cfg = validate_config(load_config(TINY), check_files=False)
+    check_stage_outputs(cfg, tiny_run / "tables", tiny_run / "samples" / "schedules", tiny_run / "plots")

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import build_tiny_pixel_ddpm
 from safetensors import safe_open
-from tiny_sd import build_tiny_sd
 
 from diffxai.core.seeding import make_generator
-from diffxai.models.backend import load_backend
+from diffxai.models.loading import load_backend
 from diffxai.sampling.loop import sample, step_conditions
 from diffxai.sampling.noising import seeded_noise
+from helpers import build_tiny_pixel_ddpm
+from tiny_sd import build_tiny_sd
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "sampling_old.safetensors"
 PIXEL_TS = [999, 700, 400, 150, 20]
@@ -51,7 +51,8 @@ def weights_sha256(*nets: torch.nn.Module) -> str:
 @pytest.fixture(scope="module")
 def golden() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     with safe_open(str(GOLDEN), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+        names = list(f.keys())
+        return {k: f.get_tensor(k) for k in names}, f.metadata()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def pixel_run(m, run: str) -> dict[str, torch.Tensor]:
     """The new call that replaces the old pixel call of ``run`` (same inputs)."""
     x = seeded_noise((1, 8, 8), [make_generator(0, "eq", i) for i in range(5)])
     labels = m.encode([0, 1, 2, 0, 1])
-    common = dict(timesteps=PIXEL_TS, record=True)
+    common = {"timesteps": PIXEL_TS, "record": True}
     if run == "ddim":
         return sample(m, x, cond=labels, guidance=2.0, batch_size=2, **common)
     if run == "ddim_perstep":  # old labels (5, 5): class 0 for steps 0-1, class 1 from step 2
@@ -87,10 +88,10 @@ def sd_run(sd, run: str) -> dict[str, torch.Tensor]:
     scheduler = run.removeprefix("sd_").removesuffix("_custom")
     if run.endswith("_custom"):
         prompts, keys = ["a cat", "a dog"], [0, 1]
-        kw = dict(timesteps=[900, 500, 100], guidance=3.0, batch_size=1, null=sd.encode(["a dog"]))
+        kw = {"timesteps": [900, 500, 100], "guidance": 3.0, "batch_size": 1, "null": sd.encode(["a dog"])}
     else:
         prompts, keys = ["a cat", "a dog", "a cat"], [0, 1, 2]
-        kw = dict(n_steps=4, guidance=7.5, batch_size=2)
+        kw = {"n_steps": 4, "guidance": 7.5, "batch_size": 2}
     x = seeded_noise(sd.sample_shape(), [make_generator(0, "eq", k) for k in keys])
     gens = [make_generator(0, "eq", "step-noise", k) for k in keys]
     cond = sd.encode(prompts)
@@ -105,9 +106,7 @@ def recorded(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     got = {"sample": out["sample"], "x_t.1": x_t[:, 1], "x0_pred.0": x0[:, 0], "x0_pred.last": x0[:, -1]}
     if "eps" in out:
         eps = out["eps"]
-        got.update(
-            {"eps.0": eps[:, 0], "eps.last": eps[:, -1], "images": out["images"], "timesteps": out["timesteps"]}
-        )
+        got.update({"eps.0": eps[:, 0], "eps.last": eps[:, -1], "images": out["images"], "timesteps": out["timesteps"]})
     return got
 
 

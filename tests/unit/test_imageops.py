@@ -111,7 +111,8 @@ def cases():
                 for j, kind in enumerate(KINDS):
                     for dt in (F32, F64):
                         a, b = pair(400 + 10 * i + j, shape, dt, -dr / 2, dr / 2, kind)
-                        p = {"shape": shape, "bcast": bcast, "window": win, "sigma": sig, "data_range": dr, "kind": kind, "dtype": dt}
+                        p = {"shape": shape, "bcast": bcast, "window": win, "sigma": sig, "data_range": dr,
+                             "kind": kind, "dtype": dt}
                         add("S.ssim", (a[:1] if bcast else a, b), **p)
                         if shape[-1] <= 16 and dt == F32 and kind in ("noisy", "const", "blocky") and sig != 0.8:
                             add("S.struct", (a[:1] if bcast else a, b), **p)
@@ -146,7 +147,8 @@ def cases():
                 for j, kind in enumerate(KINDS):
                     for dt in (F32, F64):
                         ab = pair(800 + 10 * i + j, shape, dt, 0, dr, kind)
-                        p = {"shape": shape, "window": win, "sigma": sig, "data_range": dr, "luminance": lum, "kind": kind, "dtype": dt}
+                        p = {"shape": shape, "window": win, "sigma": sig, "data_range": dr, "luminance": lum,
+                             "kind": kind, "dtype": dt}
                         add("T.ssim", ab, **p)
     for i, shape in enumerate([(2, 1, 8, 8), (2, 3, 16, 16), (2, 3, 64, 64)]):
         for s in (0.5, 1.0, 2.0):

@@ -75,7 +75,15 @@ def exponential_powers(num_train_timesteps: int, n_steps: int, gamma: float) -> 
 
 
 def formula_timesteps(kind: str, num_train_timesteps: int, n_steps: int, gamma: float | None = None) -> np.ndarray:
-    """The schedule exactly as the formula gives it (sorted descending, may contain ties)."""
+    """The schedule exactly as the formula gives it, ``(l,)`` int64 sorted descending (may contain ties).
+
+    With T training timesteps, l steps, shift γ and q_i = ⌊T^((i+γ)/(l+γ))⌋ (:func:`exponential_powers`):
+    ``early`` (arXiv 2402.10404's "semantic" stage, dense near t ≈ T) is T − q_i with T − 1
+    prepended and the last (t = 0) dropped, e.g. T=1000, l=30, γ=60 → 999, 893, 884, …, 143, 74;
+    ``latter`` (the "delicate" stage, dense at low t) is q_i descending with T clamped to T − 1,
+    → 999, 926, 857, …, 116, 107; ``uniform`` is round(linspace(T − 1, 0, l)). Every schedule starts
+    at t = T − 1, so a seed's x_T is shared by all of them. Smaller γ concentrates the steps more.
+    """
     check_schedule_args(kind, num_train_timesteps, n_steps, gamma)
     T, l = int(num_train_timesteps), int(n_steps)
     if kind == "uniform":
@@ -128,23 +136,30 @@ class Schedule:
 
 
 def make_schedule(
-    kind: str, num_train_timesteps: int, n_steps: int, gamma: float | None = None, name: str | None = None,
+    kind: str,
+    num_train_timesteps: int,
+    n_steps: int,
+    gamma: float | None = None,
+    name: str | None = None,
     where: str = "schedule",
-) -> Schedule:  # fmt: skip
-    """Build and validate a schedule (see the module doc for the formulas and the collision rule).
+) -> Schedule:
+    """Build and validate a schedule: :func:`formula_timesteps` made strictly decreasing by
+    :func:`resolve_collisions` (at small γ several q_i floor to the same integer; the rule keeps
+    exactly l distinct steps in [0, T − 1] and moves only the colliding ones).
 
     Raises:
-        DiffxaiError: one line naming the value when γ or l is out of range or T < l.
+        DiffxaiError: one line naming the value (prefixed by ``where``) when γ or l is out of
+            range or T < l.
     """
     check_schedule_args(kind, num_train_timesteps, n_steps, gamma, where)
     raw = formula_timesteps(kind, num_train_timesteps, n_steps, gamma)
     ts = resolve_collisions(raw, num_train_timesteps)
     return Schedule(
-        name=name or kind, kind=kind, n_steps=int(n_steps), gamma=None if kind == "uniform" else float(gamma),
-        num_train_timesteps=int(num_train_timesteps), timesteps=ts, formula=raw,
-    )  # fmt: skip
-
-
-def schedule_timesteps(kind: str, num_train_timesteps: int, n_steps: int, gamma: float | None = None) -> np.ndarray:
-    """Shortcut: the resolved ``(l,)`` timesteps of :func:`make_schedule`."""
-    return make_schedule(kind, num_train_timesteps, n_steps, gamma).timesteps
+        name=name or kind,
+        kind=kind,
+        n_steps=int(n_steps),
+        gamma=None if kind == "uniform" else float(gamma),
+        num_train_timesteps=int(num_train_timesteps),
+        timesteps=ts,
+        formula=raw,
+    )

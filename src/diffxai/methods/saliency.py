@@ -232,6 +232,23 @@ def make_target(name: str) -> DenoiserTarget:
 # --------------------------------------------------------------------------------------------
 
 
+def structure_term(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """DF-RISE's similarity S: the local SSIM *structure* term s = (σ_ab + C3) / (σ_a σ_b + C3),
+    averaged over channels.
+
+    Local statistics use a 15 × 15 Gaussian window (σ = 1.5 pixels) with zero padding (same size
+    out), computed in float32; C3 = C2 / 2, C2 = (0.03 · data_range)²; negative variances from
+    round-off are clamped to 0 before the square root (the reference code's NaN).
+
+    Args:
+        a, b: ``(B, C, H, W)`` (``a`` may be ``(1, C, H, W)`` and is compared with every ``b``).
+    Returns:
+        ``(B, H, W)`` float32 in [-1, 1] (≈ 1 where ``b`` has ``a``'s local structure).
+    """
+    return ssim(a, b, window=SSIM_WINDOW, sigma=SSIM_SIGMA, data_range=data_range, padding="zero", separable=False,
+                terms="structure", clamp_variance=True, dtype=torch.float32, reduction="map")
+
+
 def generate_masks(
     n: int,
     size: tuple[int, int],
@@ -358,9 +375,7 @@ def df_rise(
         progress = Progress(n_masks, "masks", "df_rise")
 
         def structure(mb: torch.Tensor) -> torch.Tensor:
-            return ssim(ref, denoiser(mb * x).float(), window=SSIM_WINDOW, sigma=SSIM_SIGMA, data_range=data_range,
-                        padding="zero", separable=False, terms="structure", clamp_variance=True,
-                        dtype=torch.float32, reduction="map")  # b, H, W: the local structure term
+            return structure_term(ref, denoiser(mb * x).float(), data_range=data_range)  # b, H, W
 
         for m in mask_stream(n_masks, tuple(x.shape[-2:]), p, generator, batch_size, mask, grid_size):
             s = map_batches(structure, m, batch_size=fwd_size, out_device=None, label="df_rise", progress=False)

@@ -1,15 +1,24 @@
-"""TODO docstring."""
+"""Summaries of per-step curves: critical intervals of likelihood curves, decided and commitment steps.
+
+The critical interval of a (class, view) is the window of ``w`` steps over which the mean
+probability of the true class (over images and noise draws) rises most steeply:
+``step_start = argmax_s (m[s+w] − m[s])``, ``step_end = step_start + w``,
+``max_slope = (m[step_end] − m[step_start]) / w`` (probability per step). ``step_half`` is
+the first step where the mean reaches 0.5 (−1 if it never does). Steps are ordered as generation
+runs (step 0 = noisiest).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+#: the columns of ``critical_intervals.parquet``
 INTERVAL_COLUMNS = ["class_name", "view", "step_start", "step_end", "max_slope", "step_half", "final_prob"]
 
 
 def critical_interval(mean_prob: np.ndarray, window: int) -> dict:
-    """Steepest-rise window of a mean-probability curve ordered by step (see module doc)."""
+    """Steepest-rise window of a mean-probability curve ``(S,)`` ordered by step (see module doc)."""
     m = np.asarray(mean_prob, dtype=float)
     w = int(min(max(1, window), len(m) - 1))
     rise = m[w:] - m[:-w]

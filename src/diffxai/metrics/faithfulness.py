@@ -1,4 +1,12 @@
-"""TODO docstring."""
+"""Faithfulness of explanation maps: the RISE deletion / insertion protocol (Petsiuk et al. 2018).
+
+Deletion replaces the most salient pixels by a constant substrate (0), insertion copies them into
+a blurred copy of the image; the score is recorded at ``n_points`` evenly spaced pixel counts and
+summarised by the normalised trapezoid AUC ``(Σa − a₀/2 − a_last/2)/(n−1)`` (for a score in [0, 1]
+the AUC is in [0, 1]). A good map has a low deletion AUC and a high insertion AUC. Images are
+``(B, C, H, W)``, maps ``(B, H, W)``; everything runs on the images' device, batched over maps ×
+curve points.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,10 @@ from collections.abc import Callable, Sequence
 import torch
 
 from diffxai.core.batching import BatchSize, iter_batches
-from diffxai.core.imageops import _check_maps
-from diffxai.core.imageops import blur
+from diffxai.core.imageops import _check_maps, blur
 
+#: ``score(x, src) -> (M,)``: the score of perturbed images ``x`` ``(M, C, H, W)``, ``src`` ``(M,)`` the
+#: row of the original batch each one comes from
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

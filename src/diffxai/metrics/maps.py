@@ -1,4 +1,15 @@
-"""TODO docstring."""
+"""Statistics and comparisons of explanation maps, shared by every stage that makes maps.
+
+Maps are ``(B, H, W)`` float tensors (one map per row; a channel axis is reduced by the caller),
+masks ``(B, H, W)`` bool. Functions run on whatever device their inputs live on, with no host sync
+per map.
+
+* :func:`map_statistics`: per-map shape statistics (mass, sign, spread, centre) and, when a mask
+  is given, localisation (:func:`localisation`: share of positive mass in the mask, pointing game).
+* :func:`random_maps`: the random-map baseline, from explicit generators.
+* :func:`spearman`, :func:`normalise_abs`: map similarity for model-randomisation sanity checks
+  (Adebayo et al. 2018; the SSIM is :func:`diffxai.core.imageops.ssim`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +17,14 @@ import math
 from collections.abc import Sequence
 
 import torch
+
 from diffxai.core.imageops import _check_maps
 
+#: the per-map statistics of :func:`map_statistics` (table columns)
 STAT_COLUMNS = ["total_abs", "positive_fraction", "entropy", "gini", "top10_mass", "centroid_x", "centroid_y"]
 
-
+#: the localisation statistics (with a mask)
 LOCALISATION_COLUMNS = ["mask_share", "mask_area", "pointing_hit"]
-
-
 
 
 def nonfinite(maps: torch.Tensor) -> torch.Tensor:
@@ -95,7 +106,7 @@ def localisation(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Ten
     pos = a.clamp(min=0)
     tot = pos.sum(1)
     share = torch.where(tot > 0, (pos * mk).sum(1) / torch.where(tot > 0, tot, torch.ones_like(tot)),
-                        torch.full_like(tot, float("nan")))  # fmt: skip
+                        torch.full_like(tot, float("nan")))
     hit = mk.gather(1, a.argmax(1, keepdim=True)).squeeze(1).to(torch.float64)
     return {"mask_share": share, "mask_area": mk.to(torch.float64).mean(1), "pointing_hit": hit}
 
@@ -132,7 +143,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     y = y - y.mean(1, keepdim=True)
     den = (x.square().sum(1) * y.square().sum(1)).sqrt()
     return torch.where(den > 0, (x * y).sum(1) / torch.where(den > 0, den, torch.ones_like(den)),
-                       torch.full_like(den, float("nan")))  # fmt: skip
+                       torch.full_like(den, float("nan")))
 
 
 def normalise_abs(maps: torch.Tensor) -> torch.Tensor:

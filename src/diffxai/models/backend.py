@@ -130,24 +130,3 @@ def model_dtype(name: str, device: torch.device | str) -> torch.dtype:
     if name == "auto":
         return torch.float16 if torch.device(device).type == "cuda" else torch.float32
     return getattr(torch, name)
-
-
-def load_backend(
-    kind: str, location: str, device: torch.device | str = "cpu", *, dtype: str = "float32", channels: int | None = None
-) -> DiffusionBackend:
-    """Load the experiment's diffusion model, choosing its implementation once.
-
-    Args:
-        kind: ``pixel`` (a diffusers ``DDPMPipeline`` directory or hub id, e.g.
-            ``google/ddpm-cat-256`` or the DAG-trained demo) or ``stable_diffusion``.
-        location: hub id or local directory.
-        dtype: the model's dtype setting (:func:`model_dtype`; pixel models stay float32).
-        channels: the data's channel count, checked against a pixel U-Net.
-    """
-    if kind == "stable_diffusion":
-        from diffxai.models.sd import load_sd
-
-        return load_sd(location, device, model_dtype(dtype, device))
-    from diffxai.models.pixel import load_diffusion
-
-    return load_diffusion(location, device, channels=channels)

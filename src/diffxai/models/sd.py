@@ -102,18 +102,21 @@ class SDModel(DiffusionBackend):
         return self.text_encoder(ids).last_hidden_state.to(self.dtype)
 
     # ---------------------------------------------------------------- denoiser
-    def eps(self, latents: torch.Tensor, t, text_emb: torch.Tensor) -> torch.Tensor:
+    def eps(self, latents: torch.Tensor, t, text_emb: torch.Tensor | None) -> torch.Tensor:
         """Predicted noise ε̂(z_t, t, c) ``(B, 4, h, w)`` in ``latents``' dtype.
 
         Args:
             latents: ``(B, 4, h, w)`` scaled latents z_t.
             t: an int, a 0-d tensor, or ``(B,)`` integer timesteps.
-            text_emb: ``(B, L, D)`` embeddings from :meth:`encode_prompts` (or ``(1, L, D)``, broadcast).
+            text_emb: ``(B, L, D)`` embeddings from :meth:`encode_prompts` (or ``(1, L, D)``, broadcast);
+                ``None``: the unconditional branch (the empty prompt, :meth:`null`).
         """
         b = latents.shape[0]
         t = torch.as_tensor(t, device=latents.device)
         if t.ndim == 0:
             t = t.expand(b)
+        if text_emb is None:
+            text_emb = self.null(1)
         if text_emb.shape[0] == 1 and b > 1:
             text_emb = text_emb.expand(b, -1, -1)
         out = self.unet(latents.to(self.dtype), t, encoder_hidden_states=text_emb.to(self.dtype)).sample
@@ -208,6 +211,3 @@ def _scheduler_class(class_name: str | None):
     if isinstance(cls, type) and issubclass(cls, SchedulerMixin):
         return cls
     return DDPMScheduler
-
-from dataclasses import dataclass
-import torch

@@ -1,13 +1,29 @@
-"""TODO docstring."""
+"""Plots of the attribution stage; the actions of rules ``attribution_plot_maps``
+(:func:`plot_maps`) and ``attribution_plot`` (:func:`plot`).
+
+* :func:`map_grid`: per (class, method), blended heat maps over the selected steps like the
+  poster's grids (positive attributions, the top 5% of the positive mass clipped, "Reds" at
+  alpha 0.5 over the grey input, as Captum's ``visualize_image_attr(..., "blended_heat_map",
+  sign="positive", outlier_perc=5)``). Maps flagged non-finite are drawn as a hatched cell
+  marked "NaN/Inf", never as a heat map.
+* :func:`stats_vs_step`: map statistics vs step per class, the class's critical interval shaded.
+* :func:`class_comparison`: the same statistics with all classes in one panel per method.
+* :func:`faithfulness_vs_step`: deletion / insertion AUC vs step per method, random maps dashed.
+* :func:`sanity_curve`: similarity to the original maps as layers are randomised.
+
+Flagged maps are excluded from every statistic plot, and the figures say how many were.
+"""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Rectangle
 
-from diffxai.plots.common import VIEW_LABEL, _save, class_palette, to_display# noqa: E402
+from diffxai.io.arrays import load_arrays
+from diffxai.io.trajectories import select_trajectories
+from diffxai.plots.common import VIEW_LABEL, _save, class_palette, plot_style, to_display
 
 STAT_LABELS = {
     "total_abs": "Σ|attribution|\n(log scale)",
@@ -22,7 +38,7 @@ STAT_LABELS = {
 
 
 METRIC_LABELS = {"deletion_auc": "deletion AUC (lower = more faithful)",
-                 "insertion_auc": "insertion AUC (higher = more faithful)"}  # fmt: skip
+                 "insertion_auc": "insertion AUC (higher = more faithful)"}
 
 
 def cumulative_threshold(values: np.ndarray, percentile: float) -> float:
@@ -75,8 +91,8 @@ def map_grid(arrays: dict, meta: dict, inputs, out, n_images: int = 2, max_cols:
     h, w = maps.shape[-2:]
     panels = [(v, i) for v in range(len(views)) for i in range(ni)]
     cell_in = 0.75
-    fig, axes = plt.subplots(len(panels), 1, figsize=(cell_in * n_cols + 1.4, (cell_in * n_rows + 0.45) * len(panels) + 0.7),
-                             squeeze=False)  # fmt: skip
+    size = (cell_in * n_cols + 1.4, (cell_in * n_rows + 0.45) * len(panels) + 0.7)
+    fig, axes = plt.subplots(len(panels), 1, figsize=size, squeeze=False)
     n_bad = 0
     for ax, (v, i) in zip(axes[:, 0], panels):
         cells = []
@@ -92,19 +108,19 @@ def map_grid(arrays: dict, meta: dict, inputs, out, n_images: int = 2, max_cols:
             r, k = divmod(j, n_cols)
             x0, y0 = k * (w + 1), r * (h + 1)
             ax.text(x0 + 0.3, y0 + 0.3, f"{steps[j]}", fontsize=5, va="top", ha="left", color="black",
-                    bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.7))  # fmt: skip
+                    bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.7))
             if bad[i, 0, j, v]:
                 ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, hatch="xx", ec="C3", lw=0))
                 ax.text(x0 + w / 2, y0 + h / 2, "NaN/Inf", fontsize=6, ha="center", va="center", color="C3")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"{VIEW_LABEL.get(views[v], views[v])} · image {ids[i]} · draw 0 · "
-                     f"steps {steps[0]}→{steps[-1]} (t = {ts[0]}→{ts[-1]})", fontsize=7)  # fmt: skip
+                     f"steps {steps[0]}→{steps[-1]} (t = {ts[0]}→{ts[-1]})", fontsize=7)
     flagged = f"; {n_bad} non-finite maps shown hatched" if n_bad else ""
     fig.suptitle(f"{meta['method']} ({meta['captum']}) attributions to {meta['class_name']} "
                  f"(classifier {meta.get('output', 'logit')} of class {meta['class_index']}): positive part, "
                  f"top 5% clipped, over the input; corner number = step (0 = noisiest){flagged}",
-                 fontsize=7.5, wrap=True)  # fmt: skip
+                 fontsize=7.5, wrap=True)
     sm = plt.cm.ScalarMappable(cmap="Reds", norm=plt.Normalize(0, 1))
     cb = fig.colorbar(sm, ax=axes[:, 0].tolist(), fraction=0.025, pad=0.01)
     cb.set_label("positive attribution\n(÷ 95%-mass threshold)", fontsize=6)
@@ -145,17 +161,18 @@ def stats_vs_step(st: pd.DataFrame, intervals: pd.DataFrame, names: list[str], v
     methods = list(dict.fromkeys(st["method"]))
     names = [n for n in names if n in set(st["class_name"])]
     fig, axes = plt.subplots(len(names), len(cols), figsize=(2.3 * len(cols) + 1.2, 1.45 * len(names) + 0.9),
-                             sharex=True, squeeze=False)  # fmt: skip
+                             sharex=True, squeeze=False)
     for r, name in enumerate(names):
         iv = intervals[(intervals["class_name"] == name) & (intervals["view"] == view)]
         for c, col in enumerate(cols):
             ax = axes[r, c]
             if len(iv):
                 ax.axvspan(iv["step_start"].iloc[0], iv["step_end"].iloc[0], color="0.6", alpha=0.25, lw=0,
-                           label="critical interval" if (r, c) == (0, 0) else None)  # fmt: skip
+                           label="critical interval" if (r, c) == (0, 0) else None)
             sub = st[st["class_name"] == name]
             for k, m in enumerate(methods):
-                _band(ax, _mean_ci(sub[sub["method"] == m], ["step"], col), f"C{k}", label=m if (r, c) == (0, 0) else None)
+                label = m if (r, c) == (0, 0) else None
+                _band(ax, _mean_ci(sub[sub["method"] == m], ["step"], col), f"C{k}", label=label)
             if col == "total_abs":
                 ax.set_yscale("log")
             elif col in ("positive_fraction", "mask_share"):
@@ -172,7 +189,7 @@ def stats_vs_step(st: pd.DataFrame, intervals: pd.DataFrame, names: list[str], v
     fig.legend(loc="upper right", fontsize=7, frameon=False, bbox_to_anchor=(1.0, 1.0))
     extra = "; dotted: stroke-mask area (chance level)" if "mask_share" in cols else ""
     fig.suptitle(f"Attribution statistics vs step, {VIEW_LABEL.get(view, view)}: mean ± 95% CI over images × draws; "
-                 f"grey: critical interval of P(class){extra}{note}", fontsize=8)  # fmt: skip
+                 f"grey: critical interval of P(class){extra}{note}", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.93, 0.97))
     _save(fig, out, dpi)
 
@@ -189,7 +206,7 @@ def class_comparison(st: pd.DataFrame, names: list[str], out, dpi=120) -> None:
     pairs = [(m, v) for m in methods for v in views]
     pal = class_palette(names)
     fig, axes = plt.subplots(len(cols), len(pairs), figsize=(2.4 * len(pairs) + 1.4, 1.9 * len(cols) + 0.8),
-                             sharex=True, sharey="row", squeeze=False)  # fmt: skip
+                             sharex=True, sharey="row", squeeze=False)
     mean = st.groupby(["method", "view", "class_name", "step"])[cols].mean().reset_index()
     for c, (m, v) in enumerate(pairs):
         for r, col in enumerate(cols):
@@ -220,17 +237,17 @@ def faithfulness_vs_step(fa: pd.DataFrame, out, dpi=120) -> None:
     metrics = [m for m in ("deletion_auc", "insertion_auc") if m in set(fa["metric"])]
     methods = list(dict.fromkeys(fa["method"]))
     fig, axes = plt.subplots(len(metrics), len(views), figsize=(4.2 * len(views) + 1.2, 2.8 * len(metrics) + 0.6),
-                             sharex=True, squeeze=False)  # fmt: skip
+                             sharex=True, squeeze=False)
     for r, metric in enumerate(metrics):
         for c, view in enumerate(views):
             ax = axes[r, c]
             sub = fa[(fa["metric"] == metric) & (fa["view"] == view)]
             for k, m in enumerate(methods):
                 _band(ax, _mean_ci(sub[sub["method"] == m], ["step"], "value"), f"C{k}",
-                      label=m if (r, c) == (0, 0) else None)  # fmt: skip
+                      label=m if (r, c) == (0, 0) else None)
             base = sub.drop_duplicates(["class_name", "image_id", "draw", "step"])
             _band(ax, _mean_ci(base, ["step"], "baseline_value"), "k", ls="--",
-                  label="random map" if (r, c) == (0, 0) else None)  # fmt: skip
+                  label="random map" if (r, c) == (0, 0) else None)
             ax.set_ylim(-0.02, 1.02)
             if r == 0:
                 ax.set_title(VIEW_LABEL.get(view, view), fontsize=9)
@@ -240,7 +257,7 @@ def faithfulness_vs_step(fa: pd.DataFrame, out, dpi=120) -> None:
                 ax.set_xlabel("step (0 = noisiest)")
     fig.legend(loc="center right", fontsize=8, frameon=False)
     fig.suptitle("Faithfulness vs step (RISE deletion to 0 / insertion from blur, score = P(class)); "
-                 f"mean ± 95% CI over classes × images × draws{note}", fontsize=8)  # fmt: skip
+                 f"mean ± 95% CI over classes × images × draws{note}", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.86, 0.95))
     _save(fig, out, dpi)
 
@@ -267,6 +284,37 @@ def sanity_curve(sa: pd.DataFrame, out, dpi=120) -> None:
     axes[1].legend(fontsize=8, frameon=False)
     n = int(sa["n_maps"].max()) if len(sa) else 0
     fig.suptitle(f"Model-randomisation sanity check (Adebayo et al. 2018): mean ± sd over {n} maps; "
-                 "a method that depends on the model falls towards 0", fontsize=9)  # fmt: skip
+                 "a method that depends on the model falls towards 0", fontsize=9)
     fig.tight_layout()
     _save(fig, out, dpi)
+
+
+def plot_maps(params: dict, inputs, outputs) -> None:
+    """One map grid per maps file of ``inputs.maps`` → the matching path of ``outputs`` (rule
+    ``attribution_plot_maps``), over the inputs the file's maps explain: its images, draws, steps
+    and views of the class's file in ``inputs.trajectories`` (in ``params["class_names"]`` order)."""
+    trajectories = dict(zip(params["class_names"], inputs.trajectories))
+    n_images, dpi = params["attribution"]["plot_images"], params["plots"]["dpi"]
+    with plot_style():
+        for path, out in zip(inputs.maps, outputs):
+            arrays, meta = load_arrays(path)
+            n, k = arrays["maps"].shape[:2]
+            traj, traj_meta = load_arrays(trajectories[meta["class_name"]])
+            sel = select_trajectories(traj, traj_meta, arrays["steps"].tolist(), meta["views"], n, k, where=path)
+            map_grid(arrays, meta, sel.x, out, n_images=n_images, dpi=dpi)
+
+
+def plot(params: dict, inputs, outputs) -> None:
+    """The statistics, class, faithfulness and sanity figures (rule ``attribution_plot``): one
+    ``outputs.stats_<view>`` per view, ``outputs.classes``, ``outputs.faithfulness``,
+    ``outputs.sanity``, from the aggregated tables and ``inputs.intervals``."""
+    names = list(params["class_names"])
+    dpi = params["plots"]["dpi"]
+    st, fa, sa, iv = (pd.read_parquet(p) for p in (inputs.stats, inputs.faithfulness, inputs.sanity, inputs.intervals))
+    with plot_style():
+        for key, path in outputs.items():
+            if key.startswith("stats_"):
+                stats_vs_step(st, iv, names, key.removeprefix("stats_"), path, dpi=dpi)
+        class_comparison(st, names, outputs.classes, dpi=dpi)
+        faithfulness_vs_step(fa, outputs.faithfulness, dpi=dpi)
+        sanity_curve(sa, outputs.sanity, dpi=dpi)

@@ -1,12 +1,18 @@
-"""TODO docstring."""
+"""Plots of the components stage (rule ``components_plot``, :func:`plot`): attribution mass per
+tensor, classifier accuracy before / after the selected edits, the counterfactual scatter and the
+before / after sample grids."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
-from diffxai.plots.common import _imshow, _save, plt, sns
+from diffxai.io.arrays import load_arrays
+from diffxai.plots.common import _imshow, _save, plot_style
 
+EDITS = ("erase", "amplify")
 EDIT_COLOURS = {"none": "0.6", "erase": "C3", "amplify": "C2"}
 
 
@@ -14,7 +20,7 @@ def _short(name: str, width: int = 38) -> str:
     name = name.replace(".weight", "").replace("down_blocks", "down").replace("up_blocks", "up")
     name = name.replace("resnets", "res").replace("mid_block", "mid").replace("attentions", "attn")
     name = name.replace("transformer_blocks", "tb")
-    return name if len(name) <= width else "…" + name[-width + 1:]
+    return name if len(name) <= width else "…" + name[-width + 1 :]
 
 
 def attribution_mass(df: pd.DataFrame, out, dpi=120):
@@ -22,8 +28,13 @@ def attribution_mass(df: pd.DataFrame, out, dpi=120):
     concepts = list(dict.fromkeys(df["concept"]))
     objectives = list(dict.fromkeys(df["objective"]))
     params = list(dict.fromkeys(df["parameter"]))
-    fig, axes = plt.subplots(len(concepts), len(objectives), squeeze=False, sharey=True,
-                             figsize=(4.6 * len(objectives) + 1.6, 0.22 * len(params) * len(concepts) + 1.4))  # fmt: skip
+    fig, axes = plt.subplots(
+        len(concepts),
+        len(objectives),
+        squeeze=False,
+        sharey=True,
+        figsize=(4.6 * len(objectives) + 1.6, 0.22 * len(params) * len(concepts) + 1.4),
+    )
     y = np.arange(len(params))
     for i, c in enumerate(concepts):
         for j, o in enumerate(objectives):
@@ -40,7 +51,9 @@ def attribution_mass(df: pd.DataFrame, out, dpi=120):
             ax.set_title(f"{c}: {o} objective J_{'e' if o == 'erase' else 'a'}", fontsize=8)
     axes[0, 0].invert_yaxis()  # shared y: invert once, U-Net order top to bottom
     axes[0, -1].legend(fontsize=6, loc="lower right")
-    fig.suptitle("Where the concept lives: summed attribution a = w·∂J/∂w per parameter tensor (U-Net order)", fontsize=9)
+    fig.suptitle(
+        "Where the concept lives: summed attribution a = w·∂J/∂w per parameter tensor (U-Net order)", fontsize=9
+    )
     fig.tight_layout()
     _save(fig, out, dpi)
 
@@ -50,7 +63,9 @@ def editing_bars(df: pd.DataFrame, names: list[str], out, dpi=120):
     erase and amplify edits; the concept's own class is marked."""
     sel = df[df["selected"]]
     concepts = list(dict.fromkeys(df["concept"]))
-    fig, axes = plt.subplots(len(concepts), 1, squeeze=False, figsize=(max(6, 0.7 * len(names) + 2), 2.6 * len(concepts) + 0.6))
+    fig, axes = plt.subplots(
+        len(concepts), 1, squeeze=False, figsize=(max(6, 0.7 * len(names) + 2), 2.6 * len(concepts) + 0.6)
+    )
     for i, c in enumerate(concepts):
         ax = axes[i, 0]
         sub = sel[sel["concept"] == c]
@@ -59,14 +74,27 @@ def editing_bars(df: pd.DataFrame, names: list[str], out, dpi=120):
             r = sub[sub["edit"] == e]
             if len(r):
                 r0 = r.iloc[0]
-                what = "unedited" if e == "none" else (
-                    f"{e}: {r0['rule']} " + (f"ρ={r0['rho']:g}" if r0["rule"] == "per_row" else f"K={int(r0['k'])}")
-                    + f" ({int(r0['n_edited'])} weights)")  # fmt: skip
+                what = (
+                    "unedited"
+                    if e == "none"
+                    else (
+                        f"{e}: {r0['rule']} "
+                        + (f"ρ={r0['rho']:g}" if r0["rule"] == "per_row" else f"K={int(r0['k'])}")
+                        + f" ({int(r0['n_edited'])} weights)"
+                    )
+                )
                 labels[e] = what
         plot_df = sub[sub["edit"].isin(labels)].assign(setting=lambda d: d["edit"].map(labels))
-        sns.barplot(data=plot_df, x="eval_class", y="accuracy", hue="setting", order=names,
-                    hue_order=[labels[e] for e in ("none", "erase", "amplify") if e in labels],
-                    palette=[EDIT_COLOURS[e] for e in ("none", "erase", "amplify") if e in labels], ax=ax)  # fmt: skip
+        sns.barplot(
+            data=plot_df,
+            x="eval_class",
+            y="accuracy",
+            hue="setting",
+            order=names,
+            hue_order=[labels[e] for e in ("none", "erase", "amplify") if e in labels],
+            palette=[EDIT_COLOURS[e] for e in ("none", "erase", "amplify") if e in labels],
+            ax=ax,
+        )
         if c in names:
             k = names.index(c)
             ax.axvspan(k - 0.5, k + 0.5, color="gold", alpha=0.25, lw=0)
@@ -95,8 +123,14 @@ def counterfactual_scatter(df: pd.DataFrame, out, dpi=120):
         sub = df[(df["concept"] == c) & (df["objective"] == o)]
         for grp, marker in (("random", "o"), ("top", "^")):
             s = sub[sub["group"] == grp]
-            ax.scatter(s["predicted_delta"], s["actual_delta"], s=14, marker=marker, alpha=0.8,
-                       label=f"{grp} weights ({len(s)})")  # fmt: skip
+            ax.scatter(
+                s["predicted_delta"],
+                s["actual_delta"],
+                s=14,
+                marker=marker,
+                alpha=0.8,
+                label=f"{grp} weights ({len(s)})",
+            )
         lo = float(np.nanmin([sub["predicted_delta"].min(), sub["actual_delta"].min()]))
         hi = float(np.nanmax([sub["predicted_delta"].max(), sub["actual_delta"].max()]))
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.6, ls="--", label="y = x")
@@ -109,9 +143,11 @@ def counterfactual_scatter(df: pd.DataFrame, out, dpi=120):
             title += f"\nrandom only r={sub['pearson_random'].iloc[0]:.2f}, ρ={sub['spearman_random'].iloc[0]:.2f}"
         ax.set_title(title, fontsize=7)
         ax.legend(fontsize=6)
-    fig.suptitle(f"Is the linear estimate faithful? one weight zeroed at a time ({int(df['n_items'].iloc[0])} items of J;"
-                 " r = Pearson, ρ = Spearman)",
-                 fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"Is the linear estimate faithful? one weight zeroed at a time ({int(df['n_items'].iloc[0])} items of J;"
+        " r = Pearson, ρ = Spearman)",
+        fontsize=9,
+    )
     fig.tight_layout()
     _save(fig, out, dpi)
 
@@ -151,3 +187,19 @@ def sample_grids(base, per_concept, names: list[str], out, dpi=120):
             col += n + 1
     fig.suptitle("Samples before and after editing (same seeds; gold frame = the edited concept's class)", fontsize=9)
     _save(fig, out, dpi)
+
+
+def plot(params: dict, inputs, outputs) -> None:
+    """``components_attribution_mass.png``, ``components_editing.png``, ``components_counterfactual.png``
+    and ``components_samples.png`` from the aggregate tables and the sample grids."""
+    dpi, names = params["plots"]["dpi"], list(params["class_names"])
+    base, _ = load_arrays(inputs.baseline_samples)
+    per_concept = []
+    for path in inputs.arrays:
+        arrays, meta = load_arrays(path)
+        per_concept.append((meta["concept"], {e: arrays[f"samples/{e}"] for e in EDITS if f"samples/{e}" in arrays}))
+    with plot_style():
+        attribution_mass(pd.read_parquet(inputs.attribution), outputs.mass, dpi=dpi)
+        editing_bars(pd.read_parquet(inputs.editing), names, outputs.editing, dpi=dpi)
+        counterfactual_scatter(pd.read_parquet(inputs.counterfactual), outputs.scatter, dpi=dpi)
+        sample_grids(base["none"], per_concept, names, outputs.grid, dpi=dpi)

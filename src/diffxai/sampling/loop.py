@@ -74,6 +74,7 @@ def sample(
             guided ε̂), ``(B, S, C, h, w)``; ``record_eps`` adds ``eps``.
         decode: also return ``images`` = ``backend.decode(sample)``.
         batch_size: samples per chunk (halved and retried on out-of-memory).
+        label: what the progress lines call the run (default ``"<scheduler> sampling"``).
     Returns:
         ``sample`` ``(B, C, h, w)``, ``timesteps`` ``(S,)`` long, and the recordings; float32 on
         the CPU. Step 0 is the noisiest.
@@ -90,6 +91,8 @@ def sample(
         raise DiffxaiError("n_steps", f"need n_steps >= 1 or a timesteps list, got {n_steps}")
     per_step = False
     if cond is not None:
+        if cond.shape[0] != n:
+            raise ValueError(f"{cond.shape[0]} conditions for {n} samples")
         base = backend.null(1)
         per_step = base is not None and cond.ndim == base.ndim + 1
         if per_step and timesteps is not None and cond.shape[1] != len(ts):

@@ -1,4 +1,20 @@
-"""TODO docstring."""
+"""Stage ``components``: component attribution (CAD), erase / amplify edits and the counterfactual
+check of the linear estimate (:mod:`diffxai.methods.components`).
+
+Rules:
+
+* ``components_baseline`` (:func:`baseline`): the unedited model's per-class evaluation, shared by
+  every concept;
+* ``components_concept`` (per concept, :func:`concept`): attribution for the erase and amplify
+  objectives, the counterfactual check, and the edit sweep with its evaluation;
+* ``components_aggregate`` (:func:`aggregate`): the contract tables.
+
+The plots are :func:`diffxai.plots.components.plot`. Settings: ``components`` (see
+``config/schema.yaml``), ``classes`` = the evaluated classes (``components.eval_classes`` or
+``classes``), ``cls`` = the concept's entry among them. A class entry becomes a condition through
+``condition_key`` (its label for a pixel model, its prompt for Stable Diffusion); CAD needs a
+class-conditional model (a null condition ``c_b``), which the loaded backend says.
+"""
 
 from __future__ import annotations
 
@@ -8,88 +24,87 @@ import time
 import pandas as pd
 import torch
 
+from diffxai.config.experiment import classifier_spec, condition_key, diffusion_kind, diffusion_location
 from diffxai.core.device import resolve_device
 from diffxai.core.errors import DiffxaiError
-from diffxai.io.arrays import load_arrays, save_arrays
-from diffxai.io.tables import aggregate_tables, provenance, write_parquet
+from diffxai.core.timesteps import uniform_timesteps
+from diffxai.io.arrays import save_arrays
+from diffxai.io.images import class_images
+from diffxai.io.tables import aggregate_tables, provenance, write_table
 from diffxai.methods import components as cad
-from diffxai.config.experiment import eval_classes
-from diffxai.config.experiment import is_sd
+from diffxai.models.backend import DiffusionBackend
+from diffxai.models.loading import load_backend
+from diffxai.models.classifiers import load_classifier
 
 log = logging.getLogger(__name__)
 
-
 EDITS = ("erase", "amplify")
 
+#: the first columns of ``concept_editing`` (the rest follow in the order they are made)
+EDITING_FIRST = ["concept", "edit", "rho", "eval_class", "prob", "accuracy", "rule", "k"]
 
-def check_components_config(config: dict) -> dict:
-    """Validate the ``components`` section up front (one-line errors); returns it."""
-    cc = config["components"]
-    names = [c["name"] for c in eval_classes(config)]
-    if not cc["concepts"]:
-        raise DiffxaiError("config.components.concepts", "list at least one concept (a config.classes name)")
-    for i, concept in enumerate(cc["concepts"]):
-        if concept not in names:
-            raise DiffxaiError(f"config.components.concepts[{i}]", f"unknown concept {concept!r} (known classes: {names})")
-    if not cc["sweep"]:
-        raise DiffxaiError("config.components.sweep", "list at least one edit ({rule: per_row, rho: ...} or {rule: global, k: ...})")
-    for i, point in enumerate(cc["sweep"]):
-        where = f"config.components.sweep[{i}]"
-        if point["rule"] == "per_row":
-            if point.get("rho") is None:
-                raise DiffxaiError(f"{where}.rho", "the per_row rule needs rho in (0, 1)")
-            cad.check_rho(point["rho"], f"{where}.rho")
-        elif point["rule"] == "global":
-            if point.get("k") is None or int(point["k"]) < 1:
-                raise DiffxaiError(f"{where}.k", "the global rule needs k >= 1")
-        else:
-            raise DiffxaiError(f"{where}.rule", f"unknown edit rule {point['rule']!r} (use one of {cad.EDIT_RULES})")
-    if cc["amplify_images"] == "real" and config["models"]["diffusion"]["type"] == "stable_diffusion" \
-            and config["data"]["source"] != "folder":  # fmt: skip
-        raise DiffxaiError("config.components.amplify_images", "real images for Stable Diffusion need data.source: folder")
-    return cc
+COUNTERFACTUAL_COLUMNS = [
+    "concept",
+    "objective",
+    "parameter",
+    "flat_index",
+    "group",
+    "weight",
+    "attribution",
+    "predicted_delta",
+    "actual_delta",
+    "actual_delta_full",
+    "n_items",
+    "pearson",
+    "spearman",
+    "pearson_random",
+    "spearman_random",
+]
 
 
+def _backend(params: dict, inputs, device: torch.device) -> DiffusionBackend:
+    """The experiment's diffusion model; a model without a null condition is a one-line error."""
+    kind = diffusion_kind(params)
+    location = diffusion_location(params, inputs.get("ddpm") or None)
+    channels = params["data"]["channels"] if kind == "pixel" else None
+    backend = load_backend(kind, location, device, channels=channels)
+    if not backend.conditional:
+        raise DiffxaiError(
+            "config.models.diffusion",
+            "component attribution needs a class-conditional model "
+            "with a null class (train the demo DDPM with label_dropout > 0)",
+        )
+    return backend
 
 
-def _concept(config: dict, name: str) -> dict:
-    from diffxai.config.experiment import class_spec
-
-    return class_spec(config, name, eval_classes(config), what="concept")
-
-
-
-
-def default_patterns(config: dict) -> list[str]:
-    pats = config["components"]["parameters"]
-    if pats:
-        return list(pats)
-    return list(cad.SD_DEFAULT_PATTERNS if is_sd(config) else cad.PIXEL_DEFAULT_PATTERNS)
+def _sampling(params: dict, backend: DiffusionBackend, section: dict) -> cad.Sampling:
+    """How a section (``objective`` / ``evaluation``) samples: DDIM on uniform timesteps for a pixel
+    model; Stable Diffusion: ``components.sd_scheduler`` on its own spacing of ``n_steps``."""
+    n, guidance, batch = section["n_steps"], section["guidance"], section["batch_size"]
+    if diffusion_kind(params) == "stable_diffusion":
+        return cad.Sampling(n, guidance, batch, scheduler=params["components"]["sd_scheduler"])
+    ts = tuple(int(t) for t in uniform_timesteps(backend.num_train_timesteps, n))
+    return cad.Sampling(n, guidance, batch, timesteps=ts)
 
 
-def load_concept_model(config: dict, ddpm_dir: str | None, device) -> cad.ConceptModel:
-    from diffxai.models.pixel import config_diffusion
-    from diffxai.config.experiment import diffusion_location
-
-    location = diffusion_location(config, ddpm_dir)
-    if is_sd(config):
-        from diffxai.models.sd import load_sd
-
-        return cad.SDConceptModel(load_sd(location, device), scheduler=config["components"]["sd_scheduler"])
-    return cad.PixelConceptModel(config_diffusion(config, ddpm_dir, device))
+def _classes(params: dict, backend: DiffusionBackend) -> tuple[torch.Tensor, list[str], list[int]]:
+    """The evaluated classes' conditions ``(n_classes, *cond_shape)``, names and classifier indices."""
+    kind = diffusion_kind(params)
+    classes = params["classes"]
+    with torch.no_grad():
+        cond = backend.encode([condition_key(c, kind) for c in classes])
+    return cond, [c["name"] for c in classes], [int(c["index"]) for c in classes]
 
 
-def _classifier(config: dict, classifier_path: str | None, device):
-    from diffxai.models.classifiers import load_classifier
-    from diffxai.config.experiment import classifier_spec
-
-    return load_classifier(classifier_spec(config, classifier_path), device)
-
-
-def _evaluate(config, model, clf, stage="components-eval"):
-    ev = config["components"]["evaluation"]
-    return cad.evaluate_classes(model, clf, eval_classes(config), ev["samples_per_class"], n_steps=ev["n_steps"],
-                                guidance=ev["guidance"], seed=config["seed"], batch_size=ev["batch_size"], stage=stage)  # fmt: skip
+def _evaluate(params: dict, backend: DiffusionBackend, clf, classes) -> tuple[pd.DataFrame, torch.Tensor]:
+    """Per-class evaluation table (``eval_class, class_index, prob, accuracy, n``) and the images
+    ``(n_classes, n, C, H, W)`` of ``components.evaluation``'s fixed-seed samples."""
+    ev = params["components"]["evaluation"]
+    cond, names, indices = classes
+    rows, images = cad.evaluate_classes(
+        backend, clf, cond, names, indices, ev["samples_per_class"], _sampling(params, backend, ev), seed=params["seed"]
+    )
+    return pd.DataFrame(rows), images
 
 
 def _grid_images(images: torch.Tensor, n: int) -> torch.Tensor:
@@ -97,111 +112,168 @@ def _grid_images(images: torch.Tensor, n: int) -> torch.Tensor:
     return ((images[:, :n].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def components_baseline(config: dict, ddpm_dir: str | None, classifier_path: str | None, out_table: str,
-                        out_samples: str) -> None:  # fmt: skip
-    """Evaluate the unedited model: ``samples_per_class`` samples per class, fixed seeds."""
-    check_components_config(config)
-    device = resolve_device(config["device"])
-    model = load_concept_model(config, ddpm_dir, device)
-    clf = _classifier(config, classifier_path, device)
+def _score(edit: str, table: pd.DataFrame, base: pd.DataFrame, target: int) -> tuple[float, float, float]:
+    """:func:`~diffxai.methods.components.edit_score` of an evaluation table against the baseline
+    (both in the evaluated classes' order)."""
+    return cad.edit_score(
+        edit,
+        table["prob"].to_numpy(),
+        table["accuracy"].to_numpy(),
+        base["prob"].to_numpy(),
+        base["accuracy"].to_numpy(),
+        target,
+    )
+
+
+def baseline(params: dict, inputs, outputs) -> None:
+    """``components/baseline.parquet`` and its sample grid: the unedited model's evaluation
+    (``samples_per_class`` fixed-seed samples per class, classified)."""
+    device = resolve_device(params["device"])
+    backend = _backend(params, inputs, device)
+    clf = load_classifier(classifier_spec(params, inputs.get("classifier") or None), device)
+    classes = _classes(params, backend)
     started = time.time()
-    table, images = _evaluate(config, model, clf)
-    log.info("baseline evaluation in %.1fs: %s", time.time() - started, table[["eval_class", "accuracy"]].to_dict("records"))
+    table, images = _evaluate(params, backend, clf, classes)
+    log.info(
+        "baseline evaluation in %.1fs: %s", time.time() - started, table[["eval_class", "accuracy"]].to_dict("records")
+    )
     table.insert(0, "edit", "none")
-    write_parquet(table, out_table, provenance(config, device))
-    n = config["components"]["evaluation"]["grid_per_class"]
-    save_arrays(out_samples, {"none": _grid_images(images, n)}, {"classes": [c["name"] for c in eval_classes(config)]})
+    write_table(table, outputs.table, "component_baseline", provenance(params, device))
+    n = params["components"]["evaluation"]["grid_per_class"]
+    save_arrays(outputs.samples, {"none": _grid_images(images, n)}, {"classes": classes[1]})
 
 
-def _concept_images(config, model, concept, gen_latents):
-    """Concept images for J_a: the generated ones, or real ones (``class_images``) mapped to model space."""
-    if config["components"]["amplify_images"] == "generated":
-        return gen_latents
-    from diffxai.io.images import class_images
-
-    x, _ = class_images(config, concept)
-    return model.to_latents(x)
+def _concept_images(params: dict, backend: DiffusionBackend) -> torch.Tensor:
+    """The concept's real images (``class_images``) in the model's space ``(N, C, h, w)``."""
+    x, _ = class_images(params, params["cls"])
+    with torch.no_grad():
+        return backend.to_model_space(x.to(backend.device))
 
 
-def components_concept(config: dict, concept_name: str, ddpm_dir: str | None, classifier_path: str | None,
-                       baseline_table: str, out_attribution: str, out_editing: str, out_counterfactual: str,
-                       out_arrays: str) -> None:  # fmt: skip
-    """Attribution, counterfactual check and edit sweep for one concept (see module doc)."""
-    cc = check_components_config(config)
-    concept = _concept(config, concept_name)
-    device = resolve_device(config["device"])
-    seed, obj = config["seed"], cc["objective"]
-    model = load_concept_model(config, ddpm_dir, device)
-    params = cad.select_parameters(model.unet, default_patterns(config))
-    clf = _classifier(config, classifier_path, device)
-    baseline = pd.read_parquet(baseline_table)
-    n_sel = sum(p.numel() for p in params.values())
-    log.info("%s: %d tensors, %d weights selected", concept_name, len(params), n_sel)
+def _counterfactual(
+    params: dict, backend: DiffusionBackend, items: cad.ObjectiveItems, weights: dict, name: str, edit: str
+) -> pd.DataFrame:
+    """The counterfactual check of one objective on a seeded subset of its items: one row per
+    zeroed weight, with the correlations of predicted and actual changes of ``J``."""
+    t0 = time.time()
+    cf, seed = params["components"]["counterfactual"], params["seed"]
+    batch = params["components"]["objective"]["batch_size"]
+    m = len(items)
+    g = torch.Generator().manual_seed(seed)
+    sub_idx = torch.randperm(m, generator=g)[: min(m, cf["n_items"])].sort().values
+    sub = items.subset(sub_idx.to(items.x.device))
+    a_sub, _ = cad.attribute(backend, sub, weights, batch)
+    comps = cad.sample_components(a_sub, cf["n_random"], cf["n_top"], seed, f"{name}/{edit}")
+    cfd = pd.DataFrame(cad.counterfactual(backend, sub, a_sub, comps, batch))
+    pear, spear = cad.correlations(cfd["predicted_delta"], cfd["actual_delta"])
+    cfd.insert(0, "concept", name)
+    cfd.insert(1, "objective", edit)
+    cfd["n_items"] = len(sub)
+    cfd["pearson"], cfd["spearman"] = pear, spear
+    rnd = cfd[cfd["group"] == "random"]
+    cfd["pearson_random"], cfd["spearman_random"] = cad.correlations(rnd["predicted_delta"], rnd["actual_delta"])
+    log.info(
+        "%s counterfactual: %d components, pearson %.3f spearman %.3f in %.1fs",
+        edit,
+        len(cfd),
+        pear,
+        spear,
+        time.time() - t0,
+    )
+    return cfd
+
+
+def concept(params: dict, inputs, outputs) -> None:
+    """Attribution (erase and amplify objectives), counterfactual check and edit sweep for the
+    concept ``params["cls"]`` → ``attribution``, ``editing``, ``counterfactual`` tables and
+    ``arrays`` (per-weight attributions and the selected edits' sample grids)."""
+    cc = params["components"]
+    kind = diffusion_kind(params)
+    name = params["cls"]["name"]
+    device = resolve_device(params["device"])
+    seed, obj = params["seed"], cc["objective"]
+    backend = _backend(params, inputs, device)
+    weights = cad.select_parameters(backend.unet, list(cc["parameters"] or cad.DEFAULT_PATTERNS[kind]))
+    clf = load_classifier(classifier_spec(params, inputs.get("classifier") or None), device)
+    classes = _classes(params, backend)
+    names = classes[1]
+    target = names.index(name)
+    base_rows = pd.read_parquet(inputs.baseline).drop(columns=["edit"])
+    n_sel = sum(p.numel() for p in weights.values())
+    log.info("%s: %d tensors, %d weights selected", name, len(weights), n_sel)
 
     t0 = time.time()
-    traj = model.sample([concept], obj["n_samples"], n_steps=obj["n_steps"], guidance=obj["guidance"], seed=seed,
-                        stage="components-objective", record=True, batch_size=obj["batch_size"])  # fmt: skip
-    items = {"erase": cad.erase_items(model, traj["x_t"], traj["timesteps"], concept, obj["batch_size"])}
-    x0 = _concept_images(config, model, concept, traj["latents"])
-    items["amplify"] = cad.amplify_items(model, x0, concept, traj["timesteps"], seed=seed)
+    with torch.no_grad():
+        cond = backend.encode([condition_key(params["cls"], kind)])
+    traj = cad.sample_classes(
+        backend,
+        cond,
+        [name],
+        obj["n_samples"],
+        _sampling(params, backend, obj),
+        seed=seed,
+        stage="components-objective",
+        record=True,
+    )
+    items = {"erase": cad.erase_items(backend, traj["x_t"], traj["timesteps"], cond, obj["batch_size"])}
+    x0 = traj["sample"] if cc["amplify_images"] == "generated" else _concept_images(params, backend)
+    items["amplify"] = cad.amplify_items(backend, x0, cond, name, traj["timesteps"], seed=seed)
     log.info("objective items (%s) in %.1fs", {k: len(v) for k, v in items.items()}, time.time() - t0)
 
     attributions, frames, cf_frames, arrays = {}, [], [], {}
+    cf = cc["counterfactual"]
     for edit in EDITS:
         t0 = time.time()
-        attributions[edit], j = cad.attribute(model, items[edit], params, obj["batch_size"])
+        attributions[edit], j = cad.attribute(backend, items[edit], weights, obj["batch_size"])
         log.info("%s attribution: J=%.4g in %.1fs", edit, j, time.time() - t0)
-        df = cad.attribution_summary(concept_name, attributions[edit], cc["top_fraction"])
+        df = pd.DataFrame(cad.attribution_rows(attributions[edit], cc["top_fraction"]))
+        df.insert(0, "concept", name)
         df.insert(1, "objective", edit)
         df["objective_value"] = j
         frames.append(df)
         if cc["save_attributions"]:
             arrays.update({f"{edit}/{n}": a for n, a in attributions[edit].items()})
-        # faithfulness of the linear estimate on a seeded subset of the items
-        cf = cc["counterfactual"]
         if cf["n_random"] + cf["n_top"] > 0:
-            t0 = time.time()
-            m = len(items[edit])
-            g = torch.Generator().manual_seed(seed)
-            sub_idx = torch.randperm(m, generator=g)[: min(m, cf["n_items"])].sort().values
-            sub = items[edit].subset(sub_idx.to(items[edit].x.device))
-            a_sub, _ = cad.attribute(model, sub, params, obj["batch_size"])
-            comps = cad.sample_components(a_sub, cf["n_random"], cf["n_top"], seed, f"{concept_name}/{edit}")
-            cfd = cad.counterfactual(model, sub, a_sub, comps, obj["batch_size"])
-            pear, spear = cad.correlations(cfd["predicted_delta"], cfd["actual_delta"])
-            cfd.insert(0, "concept", concept_name)
-            cfd.insert(1, "objective", edit)
-            cfd["n_items"] = len(sub)
-            cfd["pearson"], cfd["spearman"] = pear, spear
-            rnd = cfd[cfd["group"] == "random"]
-            cfd["pearson_random"], cfd["spearman_random"] = cad.correlations(rnd["predicted_delta"], rnd["actual_delta"])
-            cf_frames.append(cfd)
-            log.info("%s counterfactual: %d components, pearson %.3f spearman %.3f in %.1fs", edit, len(cfd), pear,
-                     spear, time.time() - t0)  # fmt: skip
+            cf_frames.append(_counterfactual(params, backend, items[edit], weights, name, edit))
 
     rows = []
-    base_rows = baseline.drop(columns=["edit"])
+    base = base_rows.set_index("eval_class").loc[names].reset_index()
     n_grid = cc["evaluation"]["grid_per_class"]
     for edit in EDITS:
         best = None
         for i, point in enumerate(cc["sweep"]):
-            value = point["rho"] if point["rule"] == "per_row" else point["k"]
+            per_row = point["rule"] == "per_row"
+            value = point["rho"] if per_row else point["k"]
             masks = cad.edit_masks(attributions[edit], point["rule"], value)
             n_edited = int(sum(int(m.sum()) for m in masks.values()))
             t0 = time.time()
             if n_edited == 0:
                 table, images = base_rows.copy(), None
             else:
-                edited = model.with_unet(cad.apply_edit(model.unet, masks))
-                table, images = _evaluate(config, edited, clf)
-                del edited
-            score, target_acc, retention = cad.edit_score(edit, table, base_rows, concept_name)
-            log.info("%s %s=%s: %d weights zeroed, target acc %.2f, retention %.2f (%.1fs)", edit, point["rule"], value,
-                     n_edited, target_acc, retention, time.time() - t0)  # fmt: skip
-            table = table.assign(concept=concept_name, edit=edit, rule=point["rule"],
-                                 rho=float(point["rho"]) if point["rule"] == "per_row" else n_edited / n_sel,
-                                 k=int(point["k"]) if point["rule"] == "global" else -1, sweep_index=i,
-                                 n_edited=n_edited, n_selected=n_sel, score=score, retention=retention)  # fmt: skip
+                table, images = _evaluate(params, backend.with_unet(cad.apply_edit(backend.unet, masks)), clf, classes)
+            score, target_acc, retention = _score(edit, table, base, target)
+            log.info(
+                "%s %s=%s: %d weights zeroed, target acc %.2f, retention %.2f (%.1fs)",
+                edit,
+                point["rule"],
+                value,
+                n_edited,
+                target_acc,
+                retention,
+                time.time() - t0,
+            )
+            table = table.assign(
+                concept=name,
+                edit=edit,
+                rule=point["rule"],
+                rho=float(value) if per_row else n_edited / n_sel,
+                k=-1 if per_row else int(value),
+                sweep_index=i,
+                n_edited=n_edited,
+                n_selected=n_sel,
+                score=score,
+                retention=retention,
+            )
             rows.append(table)
             if n_edited > 0 and (best is None or score > best[0]):
                 best = (score, i, images)
@@ -211,42 +283,50 @@ def components_concept(config: dict, concept_name: str, ddpm_dir: str | None, cl
                 t["selected"] = bool(t["sweep_index"].iloc[0] == sel)
         if best is not None:
             arrays[f"samples/{edit}"] = _grid_images(best[2], n_grid)
-    none = base_rows.assign(concept=concept_name, edit="none", rule="none", rho=0.0, k=0, sweep_index=-1, n_edited=0,
-                            n_selected=n_sel, score=0.0, retention=1.0, selected=True)  # fmt: skip
+    none = base_rows.assign(
+        concept=name,
+        edit="none",
+        rule="none",
+        rho=0.0,
+        k=0,
+        sweep_index=-1,
+        n_edited=0,
+        n_selected=n_sel,
+        score=0.0,
+        retention=1.0,
+        selected=True,
+    )
     editing = pd.concat([none] + rows, ignore_index=True)
-    editing["is_target"] = editing["eval_class"] == concept_name
-    first = cad.EDITING_COLUMNS + ["rule", "k"]
-    editing = editing[first + [c for c in editing.columns if c not in first]]
+    editing["is_target"] = editing["eval_class"] == name
+    editing = editing[EDITING_FIRST + [c for c in editing.columns if c not in EDITING_FIRST]]
 
-    meta = provenance(config, device)
-    write_parquet(pd.concat(frames, ignore_index=True), out_attribution, meta)
-    write_parquet(editing, out_editing, meta)
-    cf_cols = ["concept", "objective", "parameter", "flat_index", "group", "weight", "attribution", "predicted_delta",
-               "actual_delta", "actual_delta_full", "n_items", "pearson", "spearman", "pearson_random", "spearman_random"]  # fmt: skip
-    write_parquet(pd.concat(cf_frames, ignore_index=True) if cf_frames else pd.DataFrame(columns=cf_cols), out_counterfactual, meta)
-    save_arrays(out_arrays, arrays, {"concept": concept_name, "classes": [c["name"] for c in eval_classes(config)],
-                                     "layout": "attributions: '<objective>/<parameter>' (parameter shape); "
-                                               "samples/<edit>: uint8 (n_classes, n, C, H, W) of the selected edit"})  # fmt: skip
+    meta = provenance(params, device)
+    write_table(pd.concat(frames, ignore_index=True), outputs.attribution, "component_attribution", meta)
+    write_table(editing, outputs.editing, "concept_editing", meta)
+    counterfactual = (
+        pd.concat(cf_frames, ignore_index=True) if cf_frames else pd.DataFrame(columns=COUNTERFACTUAL_COLUMNS)
+    )
+    write_table(counterfactual, outputs.counterfactual, "component_counterfactual", meta)
+    save_arrays(
+        outputs.arrays,
+        arrays,
+        {
+            "concept": name,
+            "classes": names,
+            "layout": "attributions: '<objective>/<parameter>' (parameter shape); "
+            "samples/<edit>: uint8 (n_classes, n, C, H, W) of the selected edit",
+        },
+    )
 
 
-def components_aggregate(config: dict, attribution: list[str], editing: list[str], counterfactual: list[str],
-                         out_attribution: str, out_editing: str, out_counterfactual: str) -> None:  # fmt: skip
-    aggregate_tables(config, resolve_device(config["device"]),
-                     {out_attribution: attribution, out_editing: editing, out_counterfactual: counterfactual})  # fmt: skip
-
-
-def components_plot(config: dict, attribution: str, editing: str, counterfactual: str, baseline_samples: str,
-                    concept_arrays: list[str], out_mass: str, out_editing: str, out_scatter: str, out_grid: str) -> None:  # fmt: skip
-    from diffxai.plots import components as pc
-
-    dpi = config["plots"]["dpi"]
-    names = [c["name"] for c in eval_classes(config)]
-    pc.attribution_mass(pd.read_parquet(attribution), out_mass, dpi=dpi)
-    pc.editing_bars(pd.read_parquet(editing), names, out_editing, dpi=dpi)
-    pc.counterfactual_scatter(pd.read_parquet(counterfactual), out_scatter, dpi=dpi)
-    base, _ = load_arrays(baseline_samples)
-    per_concept = []
-    for p in concept_arrays:
-        arrays, meta = load_arrays(p)
-        per_concept.append((meta["concept"], {e: arrays[f"samples/{e}"] for e in EDITS if f"samples/{e}" in arrays}))
-    pc.sample_grids(base["none"], per_concept, names, out_grid, dpi=dpi)
+def aggregate(params: dict, inputs, outputs) -> None:
+    """The contract tables ``component_attribution``, ``concept_editing`` and ``component_counterfactual``
+    (every concept's job tables, in concept order)."""
+    aggregate_tables(
+        params,
+        {
+            outputs.attribution: (list(inputs.attribution), "component_attribution"),
+            outputs.editing: (list(inputs.editing), "concept_editing"),
+            outputs.counterfactual: (list(inputs.counterfactual), "component_counterfactual"),
+        },
+    )

@@ -22,7 +22,7 @@ from diffxai.core.timesteps import uniform_timesteps
 from diffxai.io.arrays import save_arrays
 from diffxai.io.images import class_images, load_digits_split
 from diffxai.io.tables import provenance, write_table
-from diffxai.models.backend import load_backend
+from diffxai.models.loading import load_backend
 from diffxai.models.classifiers import classify, load_classifier
 from diffxai.models.demo import save_demo_classifier, save_demo_diffusion, train_demo_classifier, train_demo_ddpm
 from diffxai.sampling.loop import sample

@@ -53,7 +53,8 @@ from diffxai.core.timesteps import Schedule, make_schedule
 from diffxai.io.arrays import load_arrays, save_arrays
 from diffxai.io.tables import aggregate_meta, concat_parquet, provenance, write_table
 from diffxai.metrics.curves import commitment_step, decided_step
-from diffxai.models.backend import DiffusionBackend, load_backend
+from diffxai.models.backend import DiffusionBackend
+from diffxai.models.loading import load_backend
 from diffxai.models.classifiers import classify, load_classifier
 from diffxai.sampling.loop import sample, step_conditions
 from diffxai.sampling.noising import seeded_noise
@@ -216,7 +217,7 @@ def generate(params: dict, inputs, outputs) -> None:
         x0_model.reshape(k * n * S, *x0_model.shape[2:]),
         batch_size=decode_bs,
         device=device,
-        what="latents",
+        what="x0_pred",
         label="decode x0_pred",
     )
     log.info("decoded %d x̂0 in %.1fs", k * n * S, time.time() - started)

@@ -10,7 +10,7 @@ from diffxai.core.errors import DiffxaiError
 from diffxai.core.timesteps import level_timesteps
 from diffxai.io.arrays import save_arrays
 from diffxai.io.images import class_images, stroke_mask
-from diffxai.models.backend import load_backend
+from diffxai.models.loading import load_backend
 from diffxai.sampling.trajectories import forward_trajectories, reverse_trajectories
 
 

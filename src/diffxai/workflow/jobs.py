@@ -32,7 +32,7 @@ from pathlib import Path
 from diffxai.core.device import set_threads
 from diffxai.core.errors import DiffxaiError
 from diffxai.workflow.gpu_slots import gpu_slots
-from diffxai.workflow.params import Tracked
+from diffxai.workflow.params import Execution, Tracked, merge
 
 TRACK_ENV = "DIFFXAI_TRACK_PARAMS"
 
@@ -50,7 +50,7 @@ def run_job(smk, action: Action) -> None:
     """Run ``action(settings, smk.input, smk.output)`` as a Snakemake job (see module doc)."""
     log_path = smk.log[0] if len(smk.log) else None
     setup_logging(log_path)
-    settings = dict(smk.params.settings)
+    settings = merge(smk.params.settings, getattr(smk.params, "execution", Execution({})).values)
     reads: set[str] = set()
     tracking = os.environ.get(TRACK_ENV, "") not in ("", "0")
     params = Tracked(settings, reads) if tracking else settings

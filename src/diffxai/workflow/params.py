@@ -9,7 +9,9 @@ that read it: ``data.n_images`` reruns trajectories and what reads them, not the
 
 Canonical: keys sorted at every level, tuples as lists, numbers typed by the schema (an integer
 given for a ``number`` field is a float), so the same settings in another YAML key order, or
-``2`` for ``2.0``, give the same repr and rerun nothing.
+``2`` for ``2.0``, give the same repr and rerun nothing. Batch sizes are handed to the driver
+too, but apart (:class:`Execution`): they say how a job batches its work, not what it computes, so
+changing one reruns nothing.
 
 ``DIFFXAI_TRACK_PARAMS=1`` makes :func:`diffxai.workflow.jobs.run_job` record which settings a
 driver read (:class:`Tracked`); the end-to-end test asserts that every setting a rule receives
@@ -88,7 +90,47 @@ def rule_params(rule: str, config: Mapping, wildcards: Any = None) -> dict:
 
     if rule not in BUILDERS:
         raise KeyError(f"no params builder for rule {rule!r} (add one to diffxai.workflow.params)")
-    return canonical(BUILDERS[rule](config, _wildcards(wildcards)))
+    return canonical(split_execution(BUILDERS[rule](config, _wildcards(wildcards)))[0])
+
+
+#: keys that only say how a job batches its work (never what it computes): not rerun triggers
+EXECUTION_KEYS = frozenset({"batch_size"})
+
+
+def split_execution(obj: Any) -> tuple[Any, dict]:
+    """``(settings, execution)``: the nested ``batch_size`` leaves moved out of ``obj`` into their own
+    nested dict (lists of dicts keep their settings; batch sizes inside lists stay settings)."""
+    if not isinstance(obj, Mapping):
+        return obj, {}
+    settings, execution = {}, {}
+    for k, v in obj.items():
+        if k in EXECUTION_KEYS and not isinstance(v, Mapping):
+            execution[k] = v
+            continue
+        sub, ex = split_execution(v)
+        settings[k] = sub
+        if ex:
+            execution[k] = ex
+    return settings, execution
+
+
+class Execution:
+    """How a job batches its work (batch sizes), handed to the driver with its settings but never a
+    rerun trigger: Snakemake compares only params it can represent as builtins, and results do not
+    depend on batch sizes (each batched loop is tested equal to one item at a time)."""
+
+    def __init__(self, values: dict):
+        self.values = values
+
+    def __repr__(self) -> str:
+        return f"Execution({self.values!r})"
+
+
+def rule_execution(rule: str, config: Mapping, wildcards: Any = None) -> Execution:
+    """The batch sizes of one job of ``rule`` (see :class:`Execution`)."""
+    import diffxai.workflow.settings  # noqa: F401
+
+    return Execution(canonical(split_execution(BUILDERS[rule](config, _wildcards(wildcards)))[1]))
 
 
 def rule_threads(rule: str, config: Mapping) -> int:
