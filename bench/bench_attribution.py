@@ -15,7 +15,7 @@ import time
 import torch
 
 from diffxai.core.device import resolve_device
-from diffxai.methods.attribution import POSTER_METHODS, MapAttributor, attribute_reference, build_method
+from diffxai.methods.attribution import POSTER_METHODS, ClassLogit, MapAttributor, attribute_reference, build_method
 from diffxai.models.classifiers import Classifier, DemoCNN
 
 
@@ -54,12 +54,15 @@ def main(argv=None) -> None:
     model = build_model(args.model, args.channels, args.width, device)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(args.n, args.channels, args.size, args.size, generator=g) * 2 - 1).to(device)
-    target = torch.randint(0, model.n_classes, (args.n,), generator=g)
+    target = [ClassLogit(int(i)) for i in torch.randint(0, model.n_classes, (args.n,), generator=g)]
     seeds = [1_000_003 * i + 17 for i in range(args.n)]
     big = device.type == "cuda"
     default_bs = {"ig": 64 if big else 32, "gradshap": 64 if big else 16, "occlusion": 16 if big else 8}
-    print(f"device {device} ({torch.cuda.get_device_name(device) if big else 'cpu'}), model {args.model}, "
-          f"{args.n} maps of {args.channels}x{args.size}x{args.size} per method, threads {torch.get_num_threads()}")  # fmt: skip
+    chip = torch.cuda.get_device_name(device) if big else "cpu"
+    print(
+        f"device {device} ({chip}), model {args.model}, {args.n} maps of {args.channels}x{args.size}x{args.size} "
+        f"per method, threads {torch.get_num_threads()}"
+    )
     print(f"{'method':<10} {'batched maps/s':>15} {'loop maps/s':>12} {'ratio':>7} {'max rel err':>12}")
     for name in args.methods.split(","):
         entry = dict(POSTER_METHODS[name])
@@ -81,7 +84,8 @@ def main(argv=None) -> None:
         err = float((batched - loop).abs().max() / loop.abs().max().clamp_min(1e-30))
         tol = 1e-4 if spec.captum == "Occlusion" else 1e-5  # occlusion subtracts float32 logits
         assert err <= tol, f"{name}: batched and per-image maps differ ({err:.2e})"
-        print(f"{name:<10} {args.n / t_batched:>15.1f} {args.n / t_loop:>12.1f} {t_loop / t_batched:>7.1f} {err:>12.1e}")
+        ratio = t_loop / t_batched
+        print(f"{name:<10} {args.n / t_batched:>15.1f} {args.n / t_loop:>12.1f} {ratio:>7.1f} {err:>12.1e}")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ def main() -> None:
 
     from diffusers import DDPMScheduler
 
+    from diffxai.core.timesteps import uniform_timesteps
     from diffxai.methods import components as cad
     from diffxai.models.demo import build_demo_unet, save_demo_diffusion
-    from diffxai.models.pixel import DiffusionModel, load_diffusion
+    from diffxai.models.loading import load_backend
+    from diffxai.models.pixel import DiffusionModel
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.ddpm
@@ -44,26 +46,32 @@ def main() -> None:
             sched = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
             path = str(Path(tmp) / "ddpm")
             save_demo_diffusion(DiffusionModel(unet, sched, 10), path, {"note": "untrained, bench only"})
-        model = cad.PixelConceptModel(load_diffusion(path, args.device))
-        concept = {"name": "digit_3", "index": 3}
-        traj = model.sample([concept], args.samples, n_steps=args.steps, guidance=2.0, seed=0, stage="bench", record=True)
-        items = cad.erase_items(model, traj["x_t"], traj["timesteps"], concept, args.batch_size)
-        params = cad.select_parameters(model.unet, args.patterns.split(","))
+        backend = load_backend("pixel", path, args.device)
+        cond = backend.encode([3])  # digit_3
+        ts = tuple(int(t) for t in uniform_timesteps(backend.num_train_timesteps, args.steps))
+        sampling = cad.Sampling(args.steps, 2.0, 256, timesteps=ts)
+        traj = cad.sample_classes(
+            backend, cond, ["digit_3"], args.samples, sampling, seed=0, stage="bench", record=True
+        )
+        items = cad.erase_items(backend, traj["x_t"], traj["timesteps"], cond, args.batch_size)
+        params = cad.select_parameters(backend.unet, args.patterns.split(","))
         n_w = sum(p.numel() for p in params.values())
 
-        cad.attribute(model, items.subset(slice(0, 4)), params, 4)  # warm-up
+        cad.attribute(backend, items.subset(slice(0, 4)), params, 4)  # warm-up
         t0 = time.perf_counter()
-        a_b, j_b = cad.attribute(model, items, params, args.batch_size)
+        a_b, j_b = cad.attribute(backend, items, params, args.batch_size)
         t_batched = time.perf_counter() - t0
         t0 = time.perf_counter()
-        a_n, j_n = cad.attribute_naive(model, items, params)
+        a_n, j_n = cad.attribute_naive(backend, items, params)
         t_naive = time.perf_counter() - t0
 
     assert abs(j_b - j_n) <= 1e-5 * abs(j_n), (j_b, j_n)
     for n in a_b:
         scale = a_n[n].abs().max().item()
         torch.testing.assert_close(a_b[n], a_n[n], rtol=1e-4, atol=1e-4 * scale)
-    print(f"items: {len(items)} ({args.samples} samples x {args.steps} DDIM steps), {len(params)} tensors, {n_w} weights")
+    print(
+        f"items: {len(items)} ({args.samples} samples x {args.steps} DDIM steps), {len(params)} tensors, {n_w} weights"
+    )
     print(f"batched (batch {args.batch_size}): {t_batched:.2f} s   one backward per item: {t_naive:.2f} s")
     print(f"same attributions (rtol 1e-4); speed-up batched / naive = {t_naive / t_batched:.1f}x")
 

@@ -56,17 +56,16 @@ def timed(fn, device, repeats: int):
 
 def rise_naive(den, x, generator, n_masks, p, batch_size):
     """DF-RISE with one denoiser forward per mask (masks from the same stream as diffxai's)."""
-    from diffxai.core.imageops import minmax, ssim
-    from diffxai.methods.saliency import mask_stream
+    from diffxai.core.imageops import minmax
+    from diffxai.methods.saliency import mask_stream, structure_term
 
     with torch.no_grad():
         ref = den(x[None])
         acc = torch.zeros(x.shape[-2:], dtype=torch.float64, device=x.device)
         for masks in mask_stream(n_masks, tuple(x.shape[-2:]), p, generator, batch_size, "pixel", 8):
             for m in masks:
-                s = ssim(ref, den(m[None] * x[None]), window=15, padding="zero", separable=False,
-                         terms="structure", clamp_variance=True, dtype=torch.float32, reduction="map")
-                acc += (m[0].double() * s[0].double())
+                s = structure_term(ref, den(m[None] * x[None]))
+                acc += m[0].double() * s[0].double()
     return minmax(acc.clamp_min(0).float()).cpu()
 
 
@@ -84,28 +83,36 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from diffxai.methods.saliency import df_cam, df_rise, pixel_denoiser
+    from diffxai.methods.saliency import df_cam, df_rise, fixed_step_denoiser
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     model = build_model(args.size, tuple(args.channels), device, dtype, args.ddpm)
     size = model.unet.config.sample_size
-    den = pixel_denoiser(model, 600, 3, 2.0, t_next=550)
+    den = fixed_step_denoiser(model, 600, model.encode([3]), 2.0, t_next=550)
     x = torch.randn(1, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-    print(f"device {device} ({args.dtype}), U-Net {sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M params, "
-          f"input 1x{size}x{size}, CFG (2 branches per forward), {torch.get_num_threads()} thread(s)")  # fmt: skip
+    n_params = sum(p.numel() for p in model.unet.parameters()) / 1e6
+    print(
+        f"device {device} ({args.dtype}), U-Net {n_params:.2f} M params, "
+        f"input 1x{size}x{size}, CFG (2 branches per forward), {torch.get_num_threads()} thread(s)"
+    )
 
     # ---- DF-RISE
     def gen():
         return torch.Generator(device=device).manual_seed(1)
 
-    batched, t_b = timed(lambda: df_rise(den, x, generator=gen(), n_masks=args.n_masks, batch_size=args.batch_size).map,
-                         device, args.repeats)  # fmt: skip
+    batched, t_b = timed(
+        lambda: df_rise(den, x, generator=gen(), n_masks=args.n_masks, batch_size=args.batch_size).map,
+        device,
+        args.repeats,
+    )
     naive, t_n = timed(lambda: rise_naive(den, x, gen(), args.n_masks, 0.5, args.batch_size), device, 1)
     diff = float((batched - naive).abs().max())
     assert diff < 5e-3 if dtype != torch.float32 else diff < 1e-4, f"DF-RISE maps differ by {diff}"
-    print(f"DF-RISE  {args.n_masks} masks: batched ({args.batch_size}/forward) {t_b:.3f}s "
-          f"({args.n_masks / t_b:.0f} masks/s) | one mask per forward {t_n:.3f}s ({args.n_masks / t_n:.0f} masks/s) "
-          f"| speed-up x{t_n / t_b:.1f} | max map difference {diff:.1e}")  # fmt: skip
+    print(
+        f"DF-RISE  {args.n_masks} masks: batched ({args.batch_size}/forward) {t_b:.3f}s "
+        f"({args.n_masks / t_b:.0f} masks/s) | one mask per forward {t_n:.3f}s ({args.n_masks / t_n:.0f} masks/s) "
+        f"| speed-up x{t_n / t_b:.1f} | max map difference {diff:.1e}"
+    )
 
     # ---- DF-CAM
     xb = x[None]
@@ -118,8 +125,10 @@ def main() -> None:
     each, t_each = timed(per_layer, device, 1)
     diff = float((one.layer_maps - each).abs().max())
     assert diff < 1e-4 if dtype == torch.float32 else diff < 5e-2, f"DF-CAM maps differ by {diff}"
-    print(f"DF-CAM   {len(layers)} layers: one forward+backward {t_one:.3f}s | one run per layer {t_each:.3f}s "
-          f"| speed-up x{t_each / t_one:.1f} | max map difference {diff:.1e}")  # fmt: skip
+    print(
+        f"DF-CAM   {len(layers)} layers: one forward+backward {t_one:.3f}s | one run per layer {t_each:.3f}s "
+        f"| speed-up x{t_each / t_one:.1f} | max map difference {diff:.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -116,4 +116,3 @@ rule components_plot:
         code=get_code("components_plot"),
     script:
         "../scripts/components_plot.py"
-

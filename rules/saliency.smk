@@ -74,4 +74,3 @@ rule saliency_plot:
         code=get_code("saliency_plot"),
     script:
         "../scripts/saliency_plot.py"
-

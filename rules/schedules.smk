@@ -117,4 +117,3 @@ rule schedules_plot:
         code=get_code("schedules_plot"),
     script:
         "../scripts/schedules_plot.py"
-

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
-from helpers import build_tiny_pixel_ddpm
 
 from diffxai.core.errors import DiffxaiError
 from diffxai.core.seeding import make_generator
 from diffxai.core.timesteps import uniform_timesteps
 from diffxai.methods import components as cad
 from diffxai.models.backend import DiffusionBackend
+from helpers import build_tiny_pixel_ddpm
 
 
 class ToyUNet(nn.Module):
@@ -210,9 +210,8 @@ def test_bad_inputs_are_one_line_errors():
     with pytest.raises(DiffxaiError, match="unknown edit rule"):
         cad.edit_masks(_attributions(), "columns", 1)
     from conftest import TINY
-
-    from diffxai.config.checks import check_components_config
     from diffxai.config import load_config, validate_config
+    from diffxai.config.checks import check_components_config
 
     cfg = validate_config(load_config(TINY))
     cfg["components"]["concepts"] = ["digit_3", "digit_9"]
@@ -240,12 +239,15 @@ class Files(dict):
 
 
 def run_action(action, rule: str, cfg: dict, inputs: dict, outputs: dict, wildcards: dict | None = None) -> None:
-    """Run a rule's action with its settings (``rule_params``) and assert it read every one of them."""
-    from diffxai.workflow.params import Tracked, rule_params, unread
+    """Run a rule's action as ``run_job`` does (its settings and batch sizes, tracked) and assert that it
+    read every one of them."""
+    from diffxai.workflow.params import Tracked, merge, rule_execution, rule_params, unread
 
-    settings = rule_params(rule, cfg, wildcards)
+    settings = merge(rule_params(rule, cfg, wildcards), rule_execution(rule, cfg, wildcards).values)
     reads: set[str] = set()
-    action(Tracked(settings, reads), Files(inputs), Files(outputs))
+    params = Tracked(settings, reads)
+    params.get("threads")  # run_job reads them (and sets torch's threads)
+    action(params, Files(inputs), Files(outputs))
     assert unread(settings, reads) == [], f"{rule} never read these settings"
 
 
@@ -344,9 +346,9 @@ def test_unconditional_model_is_a_one_line_error(tmp_path):
             "components": {"concepts": ["digit_3"]},
         }
     )
-    from diffxai.workflow.params import rule_params
+    from diffxai.workflow.params import merge, rule_execution, rule_params
 
-    params = rule_params("components_baseline", cfg)
+    params = merge(rule_params("components_baseline", cfg), rule_execution("components_baseline", cfg).values)
     with pytest.raises(DiffxaiError, match="needs a class-conditional model") as exc:
         components.baseline(params, Files(ddpm=str(ddpm), classifier=""), Files(table="t", samples="s"))
     assert "\n" not in str(exc.value)
@@ -355,10 +357,9 @@ def test_unconditional_model_is_a_one_line_error(tmp_path):
 def test_sd_path_on_tiny_stable_diffusion(tmp_path):
     """The whole stage on a tiny SD pipeline: prompts as concepts, "" as c_b, ff weights, the
     configured scheduler on its own spacing."""
+    from diffxai.config import validate_config
     from helpers import build_tiny_resnet_state_dict
     from tiny_sd import build_tiny_sd
-
-    from diffxai.config import validate_config
 
     sd = build_tiny_sd(tmp_path / "sd")
     clf = build_tiny_resnet_state_dict(tmp_path / "clf.safetensors", num_classes=10)
@@ -393,7 +394,6 @@ def test_sd_path_on_tiny_stable_diffusion(tmp_path):
     assert len(cf) == 8 and cf["actual_delta"].notna().all()
 
 
-@pytest.mark.e2e
 def test_tiny_run_component_tables_and_plots(tiny_run):
     from diffxai.io.specs import SPECS
     from diffxai.io.tables import read_metadata

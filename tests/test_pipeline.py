@@ -72,7 +72,7 @@ def test_dry_run_plans_the_foundation_jobs(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "--cores", "1", configfile=cfg)
     jobs = _planned_jobs(proc.stdout + proc.stderr)
     assert jobs == {
-        "all": 1, "models_train_ddpm": 1, "models_train_classifier": 1, "models_evaluate": 1,
+        "all": 1, "models_train_ddpm": 1, "models_train_classifier": 1, "models_evaluate": 1, "models_plot": 1,
         "trajectories_build": 2, "trajectories_plot": 1, "likelihood_compute": 2, "likelihood_aggregate": 1,
         "likelihood_plot": 1, "report_tables": 1,
     }  # fmt: skip

@@ -33,8 +33,19 @@ from diffxai.methods.saliency import (
 torch.set_num_threads(1)
 H = W = 16
 ROWS, COLS = slice(4, 8), slice(9, 13)  # the region the toy reads (16 of 256 positions)
-CONTRACT = ["class_name", "sample", "step", "timestep", "method", "layer", "entropy", "gini", "top10_mass",
-            "deletion_auc", "insertion_auc"]
+CONTRACT = [
+    "class_name",
+    "sample",
+    "step",
+    "timestep",
+    "method",
+    "layer",
+    "entropy",
+    "gini",
+    "top10_mass",
+    "deletion_auc",
+    "insertion_auc",
+]
 
 
 class Reader(nn.Module):
@@ -115,10 +126,17 @@ def test_dfcam_finds_the_region_the_toy_reads():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dfrise_paper_estimator_finds_the_region_with_grid_masks(seed):
     den, region = toy_denoiser()
-    res = df_rise(den, x_input(seed), generator=torch.Generator().manual_seed(seed), n_masks=2000, mask="grid",
-                  grid_size=4, batch_size=500)
+    res = df_rise(
+        den,
+        x_input(seed),
+        generator=torch.Generator().manual_seed(seed),
+        n_masks=2000,
+        mask="grid",
+        grid_size=4,
+        batch_size=500,
+    )
     m = res.map
-    assert m.shape == (H, W) and 0 <= float(m.min()) and float(m.max()) == pytest.approx(1.0)
+    assert m.shape == (H, W) and float(m.min()) >= 0 and float(m.max()) == pytest.approx(1.0)
     assert float(m[region > 0].mean() - m[region == 0].mean()) > 0.2
     assert precision_at_region(m, region) >= 0.5  # chance 0.0625
 
@@ -126,8 +144,14 @@ def test_dfrise_paper_estimator_finds_the_region_with_grid_masks(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dfrise_contrast_estimator_finds_the_region_with_pixel_masks(seed):
     den, region = toy_denoiser()
-    res = df_rise(den, x_input(seed), generator=torch.Generator().manual_seed(seed), n_masks=500, batch_size=100,
-                  estimator="contrast")
+    res = df_rise(
+        den,
+        x_input(seed),
+        generator=torch.Generator().manual_seed(seed),
+        n_masks=500,
+        batch_size=100,
+        estimator="contrast",
+    )
     assert float(res.map[region > 0].mean() - res.map[region == 0].mean()) > 0.1
     assert precision_at_region(res.map, region) >= 0.3
 
@@ -137,8 +161,7 @@ def test_deletion_insertion_rank_the_true_region_above_a_random_map():
     x = x_input(0)
     truth = region * (x[0] ** 2)  # what the toy actually uses
     rnd = torch.rand(H, W, generator=torch.Generator().manual_seed(5))
-    out = deletion_insertion(den, torch.stack([x, x]), torch.stack([truth, rnd]), n_points=17,
-                             target=NoisePrediction())
+    out = deletion_insertion(den, torch.stack([x, x]), torch.stack([truth, rnd]), n_points=17, target=NoisePrediction())
     assert out["deletion_curve"].shape == (2, 17)
     assert out["deletion_auc"][0] < out["deletion_auc"][1] - 0.1
     assert out["insertion_auc"][0] > out["insertion_auc"][1] + 0.1
@@ -179,7 +202,7 @@ def test_masks_pixel_and_grid():
     assert m.shape == (400, 1, 16, 16) and set(m.unique().tolist()) <= {0.0, 1.0}
     assert float(m.mean()) == pytest.approx(0.3, abs=0.02)
     gm = generate_masks(400, (16, 12), 0.5, g, kind="grid", grid_size=4)
-    assert gm.shape == (400, 1, 16, 12) and 0 <= float(gm.min()) and float(gm.max()) <= 1
+    assert gm.shape == (400, 1, 16, 12) and float(gm.min()) >= 0 and float(gm.max()) <= 1
     assert float(gm.mean()) == pytest.approx(0.5, abs=0.05)
     assert len(gm.unique()) > 2  # smooth (bilinear) masks
 
@@ -190,7 +213,7 @@ def test_masks_pixel_and_grid():
 def test_dfrise_seeded_runs_are_identical_and_batch_size_free():
     den, _ = toy_denoiser()
     x = x_input(1)
-    kw = dict(n_masks=96, p=0.5)
+    kw = {"n_masks": 96, "p": 0.5}
     a = df_rise(den, x, generator=torch.Generator().manual_seed(7), batch_size=32, **kw)
     b = df_rise(den, x, generator=torch.Generator().manual_seed(7), batch_size=32, **kw)
     c = df_rise(den, x, generator=torch.Generator().manual_seed(7), batch_size=96, **kw)
@@ -205,11 +228,25 @@ def test_dfrise_early_stop_records_masks_used():
     x = x_input(2)
     full = df_rise(den, x, generator=torch.Generator().manual_seed(0), n_masks=1000, batch_size=50)
     assert full.n_masks_used == 1000
-    early = df_rise(den, x, generator=torch.Generator().manual_seed(0), n_masks=1000, batch_size=50,
-                    early_stop_tol=0.5, check_every=100)
+    early = df_rise(
+        den,
+        x,
+        generator=torch.Generator().manual_seed(0),
+        n_masks=1000,
+        batch_size=50,
+        early_stop_tol=0.5,
+        check_every=100,
+    )
     assert 100 <= early.n_masks_used < 1000 and early.n_masks_used % 50 == 0
-    strict = df_rise(den, x, generator=torch.Generator().manual_seed(0), n_masks=300, batch_size=50,
-                     early_stop_tol=1e-9, check_every=100)
+    strict = df_rise(
+        den,
+        x,
+        generator=torch.Generator().manual_seed(0),
+        n_masks=300,
+        batch_size=50,
+        early_stop_tol=1e-9,
+        check_every=100,
+    )
     assert strict.n_masks_used == 300
 
 
@@ -274,8 +311,10 @@ def test_deletion_insertion_scores_any_callable_target():
 
 
 def _n_hooks(module: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(getattr(m, "_forward_pre_hooks", {}))
-               for m in module.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._backward_hooks) + len(getattr(m, "_forward_pre_hooks", {}))
+        for m in module.modules()
+    )
 
 
 def _den(model, t: int, label: int, w: float, t_next: int | None = None) -> Denoiser:
@@ -346,17 +385,17 @@ def test_dfcam_combines_cfg_branches(small_unet):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        (dict(n_masks=0), r"n_masks: 0"),
-        (dict(p=0.0), r"rise.p: 0.0 is outside \(0, 1\)"),
-        (dict(p=1.0), r"rise.p: 1.0 is outside"),
-        (dict(p=1.5), r"rise.p: 1.5 is outside"),
-        (dict(mask="stars"), r"unknown mask kind 'stars'"),
-        (dict(estimator="median"), r"unknown estimator 'median'"),
+        ({"n_masks": 0}, r"n_masks: 0"),
+        ({"p": 0.0}, r"rise.p: 0.0 is outside \(0, 1\)"),
+        ({"p": 1.0}, r"rise.p: 1.0 is outside"),
+        ({"p": 1.5}, r"rise.p: 1.5 is outside"),
+        ({"mask": "stars"}, r"unknown mask kind 'stars'"),
+        ({"estimator": "median"}, r"unknown estimator 'median'"),
     ],
 )
 def test_dfrise_bad_arguments(kw, match):
     den, _ = toy_denoiser()
-    args = dict(n_masks=8, p=0.5) | kw
+    args = {"n_masks": 8, "p": 0.5} | kw
     with pytest.raises(DiffxaiError, match=match) as exc:
         df_rise(den, x_input(), generator=torch.Generator().manual_seed(0), **args)
     assert "\n" not in str(exc.value)
@@ -372,7 +411,6 @@ def test_unknown_layer_is_a_one_line_error(small_unet):
 
 def _config(**saliency):
     from conftest import TINY
-
     from diffxai.config import load_config, validate_config
 
     cfg = load_config(TINY)
@@ -383,9 +421,9 @@ def _config(**saliency):
 @pytest.mark.parametrize(
     "saliency, match",
     [
-        (dict(steps=[1, 4]), r"config.saliency.steps\[1\]: step 4 is outside the 4-step schedule \(0..3\)"),
-        (dict(steps=[-1]), r"step -1 is outside"),
-        (dict(classes=["digit_5"]), r"config.saliency.classes\[0\]: unknown class 'digit_5'"),
+        ({"steps": [1, 4]}, r"config.saliency.steps\[1\]: step 4 is outside the 4-step schedule \(0..3\)"),
+        ({"steps": [-1]}, r"step -1 is outside"),
+        ({"classes": ["digit_5"]}, r"config.saliency.classes\[0\]: unknown class 'digit_5'"),
     ],
 )
 def test_bad_saliency_config(saliency, match):
@@ -399,14 +437,13 @@ def test_bad_saliency_config(saliency, match):
 @pytest.mark.parametrize(
     "rise, match",
     [
-        (dict(n_masks=0), r"config.saliency.rise.n_masks: 0 is less than the minimum of 1"),
-        (dict(p=1.5), r"config.saliency.rise.p: 1.5 is greater than or equal to the maximum of 1"),
-        (dict(p=0), r"config.saliency.rise.p: 0 is less than or equal to the minimum of 0"),
+        ({"n_masks": 0}, r"config.saliency.rise.n_masks: 0 is less than the minimum of 1"),
+        ({"p": 1.5}, r"config.saliency.rise.p: 1.5 is greater than or equal to the maximum of 1"),
+        ({"p": 0}, r"config.saliency.rise.p: 0 is less than or equal to the minimum of 0"),
     ],
 )
 def test_schema_rejects_bad_rise_settings(rise, match):
     from conftest import TINY
-
     from diffxai.config import load_config, validate_config
 
     cfg = load_config(TINY)
@@ -443,9 +480,8 @@ def _run(rule: str, cfg: dict, action, inputs, outputs, **wildcards) -> None:
 def pixel_config(tmp_path_factory):
     """The tiny config on a tiny class-conditional pixel DDPM (8x8, one channel) built by the test."""
     from conftest import TINY
-    from helpers import build_tiny_pixel_ddpm
-
     from diffxai.config import load_config, validate_config
+    from helpers import build_tiny_pixel_ddpm
 
     ddpm = build_tiny_pixel_ddpm(tmp_path_factory.mktemp("ddpm") / "ddpm", image_size=8, channels=1, n_classes=10)
     cfg = load_config(TINY)
@@ -547,16 +583,27 @@ def tiny_sd(tmp_path_factory):
 def _sd_config(tiny_sd, **saliency) -> dict:
     from diffxai.config import validate_config
 
-    return validate_config({
-        "experiment": "sd-tiny", "device": "cpu", "stages": ["saliency"],
-        "models": {"diffusion": {"source": "pretrained", "type": "stable_diffusion", "id": str(tiny_sd)}},
-        "classes": [{"name": "car", "index": 0, "prompt": "a red car"}],
-        "saliency": {"n_samples": 2, "sampling_steps": 5, "steps": [1, 4], "guidance": 7.5,
-                     "rise": {"n_masks": 16, "batch_size": 8}, "evaluation": {"n_points": 5}, **saliency},
-    })
+    return validate_config(
+        {
+            "experiment": "sd-tiny",
+            "device": "cpu",
+            "stages": ["saliency"],
+            "models": {"diffusion": {"source": "pretrained", "type": "stable_diffusion", "id": str(tiny_sd)}},
+            "classes": [{"name": "car", "index": 0, "prompt": "a red car"}],
+            "saliency": {
+                "n_samples": 2,
+                "sampling_steps": 5,
+                "steps": [1, 4],
+                "guidance": 7.5,
+                "rise": {"n_masks": 16, "batch_size": 8},
+                "evaluation": {"n_points": 5},
+                **saliency,
+            },
+        }
+    )
 
 
-def test_sd_denoiser_and_both_methods(tiny_sd):
+def test_sd_fixed_step_denoiser_and_both_methods(tiny_sd):
     from diffxai.models.sd import load_sd
 
     model = load_sd(str(tiny_sd))
@@ -615,10 +662,8 @@ def test_sd_job_rejects_unknown_layer_before_sampling(tiny_sd, tmp_path, monkeyp
 # ------------------------------------------------------------------------------ end to end (tiny DAG)
 
 
-@pytest.mark.e2e
 def test_tiny_run_saliency_outputs(tiny_run):
     from conftest import TINY
-
     from diffxai.config import load_config
     from diffxai.io.arrays import load_arrays
     from diffxai.io.tables import read_metadata
@@ -648,7 +693,6 @@ def test_tiny_run_saliency_outputs(tiny_run):
         assert (tiny_run / "plots" / f"{name}.png").stat().st_size > 1000
 
 
-@pytest.mark.e2e
 def test_random_baseline_is_shared_between_methods(tiny_run):
     df = pd.read_parquet(tiny_run / "tables" / "saliency_stats.parquet")
     top = df[df["layer"] == "all"].set_index(["class_name", "sample", "step", "method"]).sort_index()

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import build_tiny_pixel_ddpm
 
 from diffxai.core.errors import DiffxaiError
 from diffxai.core.imageops import band_ssim, ssim
@@ -21,6 +20,7 @@ from diffxai.models.pixel import load_diffusion
 from diffxai.sampling.loop import sample, step_conditions
 from diffxai.sampling.noising import seeded_noise
 from diffxai.workflow.params import Tracked, merge, rule_execution, rule_params, unread
+from helpers import build_tiny_pixel_ddpm
 
 torch.set_num_threads(1)
 
@@ -73,16 +73,16 @@ def test_exact_powers_are_not_floored_down():
 
 @pytest.mark.parametrize("T", [1000, 50])
 def test_schedules_monotonic_and_in_range(T):
-    for l in (2, 3, 5, 10, 30, 50):
-        if l > T:
+    for n in (2, 3, 5, 10, 30, 50):
+        if n > T:
             continue
         for gamma in (0, 0.5, 1, 3, 10, 60, 200, 5000):
             for kind in ("uniform", "early", "latter"):
-                s = make_schedule(kind, T, l, gamma)
+                s = make_schedule(kind, T, n, gamma)
                 ts = s.timesteps
-                assert len(ts) == l, (kind, l, gamma)
+                assert len(ts) == n, (kind, n, gamma)
                 assert ts.dtype == np.int64
-                assert np.all(np.diff(ts) < 0), (kind, l, gamma, ts)
+                assert np.all(np.diff(ts) < 0), (kind, n, gamma, ts)
                 assert ts[0] == T - 1 and ts[-1] >= 0
                 raw = s.formula
                 if np.all(np.diff(raw) < 0) and raw[-1] >= 0 and raw[0] <= T - 1:
@@ -125,8 +125,8 @@ def test_bad_schedule_arguments_are_one_line_errors(args, match):
 
 
 def test_schedule_config_checks(repo):
-    from diffxai.config.checks import check_schedules_config
     from diffxai.config import load_config, validate_config
+    from diffxai.config.checks import check_schedules_config
 
     base = validate_config(load_config(repo / "tests/configs/tiny.yaml"), check_files=False)
     check_schedules_config(base)
@@ -249,7 +249,8 @@ def test_per_step_conditions_switch_the_class(tiny_cond):
     # batches of 3 and of 1: the same samples up to float32 rounding (see the test above)
     assert torch.allclose(per_step[2:], plain_a, atol=1e-4)  # k = S: label a throughout
     assert torch.allclose(per_step[:1], plain_b, atol=1e-4)  # k = 0: label b throughout
-    assert not torch.allclose(per_step[1], plain_a[0])
+    same_noise_a = sample(tiny_cond, x[1:2], timesteps=ts, cond=_labels(tiny_cond, [3]), guidance=2.0)["sample"]
+    assert (per_step[1] - same_noise_a[0]).abs().max() > 0.1  # k = 2: the switch changes the sample
 
 
 def test_switch_steps():
@@ -391,11 +392,26 @@ def generate_jobs(cfg: dict, models: Files, out) -> tuple[dict, list[str]]:
     return outs, left
 
 
+#: the aggregate's and the plot's named outputs (rules/schedules.smk) -> file stems
+TABLES = {
+    "sampling": "schedule_sampling",
+    "steps": "schedule_steps",
+    "distances": "schedule_distances",
+    "commitment": "commitment",
+    "commitment_summary": "commitment_summary",
+}
+PLOTS = {
+    "grid": "schedule_grid",
+    "prob": "schedule_class_prob",
+    "distances": "schedule_distances",
+    "commitment": "commitment",
+}
+
+
 @pytest.fixture(scope="module")
 def stage_run(tmp_path_factory, models):
     """Every job of the stage on the tiny config (with the tiny models), run in-process."""
     from conftest import REPO
-
     from diffxai.config.experiment import commitment_pairs, pair_id
     from diffxai.plots import schedules as plots
     from diffxai.stages import schedules
@@ -409,12 +425,6 @@ def stage_run(tmp_path_factory, models):
         left += run_action(
             schedules.commitment, "schedules_commitment", cfg, {"pair": pair_id(a, b)}, models, Files(table=commit[-1])
         )
-    tables = Files(
-        **{
-            k: str(out / "tables" / f"{k}.parquet")
-            for k in ("schedule_sampling", "schedule_steps", "schedule_distances", "commitment", "commitment_summary")
-        }
-    )
     (out / "tables").mkdir()
     agg_in = Files(
         tables=[o.table for o in gen.values()],
@@ -422,26 +432,10 @@ def stage_run(tmp_path_factory, models):
         samples=[o.samples for o in gen.values()],
         commitment=commit,
     )
-    agg_out = Files(
-        sampling=tables.schedule_sampling,
-        steps=tables.schedule_steps,
-        distances=tables.schedule_distances,
-        commitment=tables.commitment,
-        commitment_summary=tables.commitment_summary,
-    )
+    agg_out = Files({k: str(out / "tables" / f"{f}.parquet") for k, f in TABLES.items()})
     left += run_action(schedules.aggregate, "schedules_aggregate", cfg, {}, agg_in, agg_out)
     plot_in = Files(**agg_out, samples=agg_in.samples)
-    plot_out = Files(
-        **{
-            k: str(out / "plots" / f"{f}.png")
-            for k, f in (
-                ("grid", "schedule_grid"),
-                ("prob", "schedule_class_prob"),
-                ("distances", "schedule_distances"),
-                ("commitment", "commitment"),
-            )
-        }
-    )
+    plot_out = Files({k: str(out / "plots" / f"{f}.png") for k, f in PLOTS.items()})
     left += run_action(plots.plot, "schedules_plot", cfg, {}, plot_in, plot_out)
     return cfg, out, left
 
@@ -536,12 +530,11 @@ def test_commitment_needs_a_conditional_model(tmp_path, models, repo):
 
 
 def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
-    from helpers import build_tiny_resnet_state_dict
-    from tiny_sd import build_tiny_sd
-
     from diffxai.config import load_config, validate_config
     from diffxai.io.arrays import load_arrays
     from diffxai.stages import schedules
+    from helpers import build_tiny_resnet_state_dict
+    from tiny_sd import build_tiny_sd
 
     sd_dir = build_tiny_sd(tmp_path / "sd")
     clf = build_tiny_resnet_state_dict(tmp_path / "clf.safetensors", num_classes=300)
@@ -586,7 +579,6 @@ def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
 @pytest.mark.e2e
 def test_tiny_run_schedule_tables(tiny_run):
     from conftest import TINY
-
     from diffxai.config import load_config, validate_config
 
     cfg = validate_config(load_config(TINY), check_files=False)

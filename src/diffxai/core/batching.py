@@ -1,4 +1,12 @@
-"""TODO docstring."""
+"""Batched execution for every stage: chunks of items, out-of-memory halving, progress lines.
+
+* :func:`iter_batches` calls ``fn(slice)`` on consecutive slices of ``range(n)``; an out-of-memory
+  error (:func:`is_oom`) halves the chunk (a shared :class:`BatchSize` keeps the halving for later
+  calls) and retries the same slice, so results equal a run at the reduced size bit for bit.
+* :func:`map_batches` applies a function to aligned chunks of tensors and concatenates.
+* :class:`Progress` logs ``label: done/total what (rate, time left)`` to ``diffxai.core.batching``
+  at most every ``DIFFXAI_PROGRESS_SECONDS`` seconds (default 30; 0 = after every chunk).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The compute device (``auto`` = CUDA when present, else CPU) and torch's CPU thread count."""
 
 from __future__ import annotations
 

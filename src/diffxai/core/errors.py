@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""User-facing errors: :class:`DiffxaiError` is one line ``where: problem`` (a config field, file or
+model, then what is wrong); NaN/Inf checks of model outputs; one-line summaries of library errors."""
 
 from __future__ import annotations
 

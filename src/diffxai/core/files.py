@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Image files of a class folder: listing (by suffix, sorted), a readability check and the folder
+of a class entry; every problem is a one-line :class:`~diffxai.core.errors.DiffxaiError` naming the path."""
 
 from __future__ import annotations
 

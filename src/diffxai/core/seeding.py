@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Keyed seeds: every random draw comes from a generator seeded by ``(seed, *keys)`` (e.g. stage,
+class, image, draw), so a result depends on its own keys only, never on batch size or order."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def check_schedule_args(
         raise DiffxaiError(f"{where}.num_train_timesteps", f"T={T!r} must be an integer >= 2")
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
         raise DiffxaiError(f"{where}.n_steps", f"l={n_steps!r} is out of range: need an integer >= 2")
-    if T < n_steps:
+    if n_steps > T:
         raise DiffxaiError(f"{where}.n_steps", f"T={T} training timesteps is smaller than l={n_steps} sampling steps")
     if kind != "uniform":
         if gamma is None:
@@ -69,8 +69,8 @@ def check_schedule_args(
 
 def exponential_powers(num_train_timesteps: int, n_steps: int, gamma: float) -> np.ndarray:
     """q_i = ⌊δ^(i+γ)⌋ = ⌊T^((i+γ)/(l+γ))⌋ for i = 1..l, ascending ``(l,)`` int64 (q_l = T)."""
-    T, l, g = int(num_train_timesteps), int(n_steps), float(gamma)
-    v = np.array([T ** ((i + g) / (l + g)) for i in range(1, l + 1)], dtype=np.float64)
+    T, n, g = int(num_train_timesteps), int(n_steps), float(gamma)
+    v = np.array([T ** ((i + g) / (n + g)) for i in range(1, n + 1)], dtype=np.float64)
     return np.floor(v * (1 + _TOL) + _TOL).astype(np.int64)
 
 
@@ -85,10 +85,10 @@ def formula_timesteps(kind: str, num_train_timesteps: int, n_steps: int, gamma: 
     at t = T − 1, so a seed's x_T is shared by all of them. Smaller γ concentrates the steps more.
     """
     check_schedule_args(kind, num_train_timesteps, n_steps, gamma)
-    T, l = int(num_train_timesteps), int(n_steps)
-    if kind == "uniform":
-        return np.rint(np.linspace(T - 1, 0, l)).astype(np.int64)
-    q = exponential_powers(T, l, gamma)
+    T, n = int(num_train_timesteps), int(n_steps)
+    if kind == "uniform" or gamma is None:  # check_schedule_args: early / latter always have a γ
+        return np.rint(np.linspace(T - 1, 0, n)).astype(np.int64)
+    q = exponential_powers(T, n, gamma)
     if kind == "early":
         p = np.concatenate([[T - 1], T - q])[:-1]
     else:
@@ -158,7 +158,7 @@ def make_schedule(
         name=name or kind,
         kind=kind,
         n_steps=int(n_steps),
-        gamma=None if kind == "uniform" else float(gamma),
+        gamma=None if kind == "uniform" or gamma is None else float(gamma),
         num_train_timesteps=int(num_train_timesteps),
         timesteps=ts,
         formula=raw,

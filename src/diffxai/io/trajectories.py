@@ -55,5 +55,12 @@ def select_trajectories(
     idx = torch.as_tensor(steps, dtype=torch.long)
     x = torch.stack([arrays[v][:ni, :nk].index_select(2, idx) for v in views], dim=3)
     mask = arrays["mask"][:ni].bool() if "mask" in arrays else None
-    return TrajectorySelection(x=x, mask=mask, image_ids=list(meta["image_ids"][:ni]), draws=list(range(nk)),
-                               steps=list(steps), timesteps=arrays["timesteps"].numpy()[steps], views=list(views))
+    return TrajectorySelection(
+        x=x,
+        mask=mask,
+        image_ids=list(meta["image_ids"][:ni]),
+        draws=list(range(nk)),
+        steps=list(steps),
+        timesteps=arrays["timesteps"].numpy()[steps],
+        views=list(views),
+    )

@@ -64,8 +64,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diffxai.core.attrspec import INPUT, LAYER, NOISE_TUNNEL, UNKNOWN, Signature
-from diffxai.core.attrspec import check_class_kind, check_method, check_method_table, is_class_name, method_where
+from diffxai.core.attrspec import (
+    INPUT,
+    LAYER,
+    NOISE_TUNNEL,
+    UNKNOWN,
+    Signature,
+    check_class_kind,
+    check_method,
+    check_method_table,
+    is_class_name,
+    method_where,
+)
 from diffxai.core.batching import Progress, batch_slices, map_batches
 from diffxai.core.errors import DiffxaiError
 from diffxai.core.seeding import derive_seed
@@ -363,11 +373,21 @@ class MapAttributor:
 
         # map_batches halves the chunk and retries on out-of-memory (logged); maps do not depend on
         # the chunking except for NoiseTunnel, whose noise is drawn per chunk.
-        return map_batches(chunk, inputs, index, seeds_t, batch_size=batch_size or self.spec.batch_size,
-                           device=device, out_device=out_device, what="maps", label=self.spec.name)
+        return map_batches(
+            chunk,
+            inputs,
+            index,
+            seeds_t,
+            batch_size=batch_size or self.spec.batch_size,
+            device=device,
+            out_device=out_device,
+            what="maps",
+            label=self.spec.name,
+        )
 
-    def _gradshap(self, forward: nn.Module | Callable, x: torch.Tensor, target: torch.Tensor,
-                  seeds: Sequence[int]) -> torch.Tensor:
+    def _gradshap(
+        self, forward: nn.Module | Callable, x: torch.Tensor, target: torch.Tensor, seeds: Sequence[int]
+    ) -> torch.Tensor:
         """GradientSHAP of a chunk with per-map randomness identical to one-image Captum calls."""
         from captum.attr import Saliency
 
@@ -425,8 +445,13 @@ def attribute_reference(
                     if spec.is_gradshap:
                         at = spec.attribute
                         dist = torch.cat([float(m) * x for m in at.get("baselines", [0.0, 1.0])])
-                        a = method.attribute(x, baselines=dist, n_samples=int(at.get("n_samples", 5)),
-                                             stdevs=float(at.get("stdevs", 0.0)), target=t)
+                        a = method.attribute(
+                            x,
+                            baselines=dist,
+                            n_samples=int(at.get("n_samples", 5)),
+                            stdevs=float(at.get("stdevs", 0.0)),
+                            target=t,
+                        )
                     else:
                         a = method.attribute(x, target=t, **spec.noise_tunnel, **kw)
             finally:
@@ -475,8 +500,14 @@ def map_faithfulness(
         imgs = images[sl].to(device)
         both = torch.cat([maps[sl], random[sl]]).to(device)
         out = deletion_insertion(
-            torch.cat([imgs, imgs]), both, target_score(model, targets[sl] * 2), n_points=n_points,
-            blur_kernel=blur_kernel, blur_sigma=blur_sigma, substrate=substrate, batch_size=batch_size,
+            torch.cat([imgs, imgs]),
+            both,
+            target_score(model, targets[sl] * 2),
+            n_points=n_points,
+            blur_kernel=blur_kernel,
+            blur_sigma=blur_sigma,
+            substrate=substrate,
+            batch_size=batch_size,
         )
         for metric in ("deletion", "insertion"):
             auc = out[f"{metric}_auc"].cpu()
@@ -513,7 +544,7 @@ def randomise_layer(model: nn.Module, name: str, seed: int) -> None:
                 fresh = copy.deepcopy(sub).to("cpu")
                 fresh.reset_parameters()
                 with torch.no_grad():
-                    for (pn, p), (_, q) in zip(own, fresh.named_parameters(recurse=False)):
+                    for (_, p), (_, q) in zip(own, fresh.named_parameters(recurse=False)):
                         p.copy_(q.to(p.device, p.dtype))
             else:
                 with torch.no_grad():

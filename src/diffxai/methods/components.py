@@ -153,13 +153,13 @@ def evaluate_classes(
     for j, (name, index) in enumerate(zip(names, indices)):
         p = probs[j * n_per : (j + 1) * n_per]
         rows.append(
-            dict(
-                eval_class=name,
-                class_index=int(index),
-                prob=p[:, index].mean().item(),
-                accuracy=(p.argmax(1) == index).double().mean().item(),
-                n=n_per,
-            )
+            {
+                "eval_class": name,
+                "class_index": int(index),
+                "prob": p[:, index].mean().item(),
+                "accuracy": (p.argmax(1) == index).double().mean().item(),
+                "n": n_per,
+            }
         )
     return rows, images.view(len(names), n_per, *images.shape[1:])
 
@@ -215,7 +215,7 @@ def select_parameters(
         if not hits:
             example = ", ".join(n for n, _ in named[:3])
             raise DiffxaiError(
-                where, f"pattern {pat!r} selects no parameter of the U-Net " f"(names look like: {example}, ...)"
+                where, f"pattern {pat!r} selects no parameter of the U-Net (names look like: {example}, ...)"
             )
         chosen.update(hits)
     return {n: p for n, p in named if n in chosen}
@@ -382,16 +382,16 @@ def attribution_rows(attributions: dict[str, torch.Tensor], top_fraction: float 
         a = a.double()
         top = a[(a >= thresh) & (a > 0)]
         rows.append(
-            dict(
-                parameter=name,
-                n_weights=a.numel(),
-                positive_mass=a.clamp(min=0).sum().item(),
-                negative_mass=a.clamp(max=0).sum().item(),
-                top_fraction_mass=top.sum().item() / total_pos,
-                abs_mass=a.abs().sum().item(),
-                max_attribution=a.max().item(),
-                shape=str(tuple(a.shape)),
-            )
+            {
+                "parameter": name,
+                "n_weights": a.numel(),
+                "positive_mass": a.clamp(min=0).sum().item(),
+                "negative_mass": a.clamp(max=0).sum().item(),
+                "top_fraction_mass": top.sum().item() / total_pos,
+                "abs_mass": a.abs().sum().item(),
+                "max_attribution": a.max().item(),
+                "shape": str(tuple(a.shape)),
+            }
         )
     return rows
 
@@ -523,16 +523,16 @@ def counterfactual(
             flat[idx] = w
         a = attributions[name].reshape(-1)[idx].item()
         rows.append(
-            dict(
-                parameter=name,
-                flat_index=idx,
-                group=grp,
-                weight=w,
-                attribution=a,
-                predicted_delta=-a,
-                actual_delta=j - base,
-                actual_delta_full=j_full - base_full,
-            )
+            {
+                "parameter": name,
+                "flat_index": idx,
+                "group": grp,
+                "weight": w,
+                "attribution": a,
+                "predicted_delta": -a,
+                "actual_delta": j - base,
+                "actual_delta_full": j_full - base_full,
+            }
         )
     return rows
 

@@ -162,8 +162,18 @@ def fixed_step_denoiser(
 
     abar = backend.alphas_cumprod.double()
     a_next = None if t_next is None else float(abar[int(t_next)])
-    return Denoiser(backend.unet, branches, n_br, float(guidance), int(t), float(abar[int(t)]), a_next,
-                    backend.clip_x0, torch.device(backend.device), backend.dtype)
+    return Denoiser(
+        module=backend.unet,
+        branches=branches,
+        n_branches=n_br,
+        guidance=float(guidance),
+        t=int(t),
+        alpha_bar=float(abar[int(t)]),
+        alpha_bar_next=a_next,
+        clip_x0=backend.clip_x0,
+        device=torch.device(backend.device),
+        dtype=backend.dtype,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,9 +189,11 @@ class DenoiserTarget:
     name: str = ""
 
     def __call__(self, denoiser: Denoiser, x: torch.Tensor) -> torch.Tensor:
+        """The target ``(B, C, H, W)`` of inputs ``x`` ``(B, C, H, W)`` (moved to the denoiser's device, float32)."""
         return self.output(denoiser, x.to(denoiser.device, torch.float32))
 
     def output(self, denoiser: Denoiser, x: torch.Tensor) -> torch.Tensor:
+        """The target of float32 inputs already on the denoiser's device (what a subclass defines)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -222,8 +234,9 @@ TARGETS: dict[str, type[DenoiserTarget]] = {c.name: c for c in (NextState, Noise
 def make_target(name: str) -> DenoiserTarget:
     """The target named ``name`` (``next``, ``eps`` or ``x0``); one-line error for another name."""
     if name not in TARGETS:
-        raise DiffxaiError("saliency.evaluation.target",
-                           f"unknown target {name!r} (use one of {', '.join(EVAL_TARGETS)})")
+        raise DiffxaiError(
+            "saliency.evaluation.target", f"unknown target {name!r} (use one of {', '.join(EVAL_TARGETS)})"
+        )
     return TARGETS[name]()
 
 
@@ -245,8 +258,19 @@ def structure_term(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) ->
     Returns:
         ``(B, H, W)`` float32 in [-1, 1] (≈ 1 where ``b`` has ``a``'s local structure).
     """
-    return ssim(a, b, window=SSIM_WINDOW, sigma=SSIM_SIGMA, data_range=data_range, padding="zero", separable=False,
-                terms="structure", clamp_variance=True, dtype=torch.float32, reduction="map")
+    return ssim(
+        a,
+        b,
+        window=SSIM_WINDOW,
+        sigma=SSIM_SIGMA,
+        data_range=data_range,
+        padding="zero",
+        separable=False,
+        terms="structure",
+        clamp_variance=True,
+        dtype=torch.float32,
+        reduction="map",
+    )
 
 
 def generate_masks(
@@ -356,8 +380,9 @@ def df_rise(
     """
     check_rise_args(n_masks, p, mask, grid_size, batch_size)
     if estimator not in RISE_ESTIMATORS:
-        raise DiffxaiError("saliency.rise.estimator",
-                           f"unknown estimator {estimator!r} (use one of {', '.join(RISE_ESTIMATORS)})")
+        raise DiffxaiError(
+            "saliency.rise.estimator", f"unknown estimator {estimator!r} (use one of {', '.join(RISE_ESTIMATORS)})"
+        )
     if x_t.ndim != 3:
         raise ValueError(f"x_t must be (C, H, W), got {tuple(x_t.shape)}")
     dev = generator.device
@@ -423,15 +448,17 @@ def resolve_layers(module: nn.Module, layers: Sequence[str] | None = None) -> li
     if layers is None or len(layers) == 0:
         found = unet_layers(module)
         if not found:
-            raise DiffxaiError("saliency.cam.layers",
-                               f"no U-Net blocks found in {type(module).__name__}: name the layers to hook")
+            raise DiffxaiError(
+                "saliency.cam.layers", f"no U-Net blocks found in {type(module).__name__}: name the layers to hook"
+            )
         return found
     known = dict(module.named_modules())
     for name in layers:
         if name not in known or name == "":
             hint = ", ".join(unet_layers(module)[:4])
-            raise DiffxaiError("saliency.cam.layers",
-                               f"unknown layer {name!r} in {type(module).__name__} (e.g. {hint}, ...)")
+            raise DiffxaiError(
+                "saliency.cam.layers", f"unknown layer {name!r} in {type(module).__name__} (e.g. {hint}, ...)"
+            )
     return list(dict.fromkeys(layers))
 
 
@@ -504,8 +531,6 @@ def df_cam(denoiser: Denoiser, x_t: torch.Tensor, layers: Sequence[str] | None =
     return CamResult(map=minmax(layer_maps.sum(1)), layer_maps=layer_maps, layers=names)
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # Deletion / insertion in the denoiser's input space
 # --------------------------------------------------------------------------------------------
@@ -514,8 +539,17 @@ def df_cam(denoiser: Denoiser, x_t: torch.Tensor, layers: Sequence[str] | None =
 def _score(out: torch.Tensor, ref: torch.Tensor, score: str, data_range: float) -> torch.Tensor:
     """``(B,)`` similarity of outputs ``out`` to references ``ref`` (both ``(B, C, H, W)``)."""
     if score == "ssim":
-        return ssim(ref, out, window=SSIM_WINDOW, sigma=SSIM_SIGMA, data_range=data_range, padding="zero",
-                    separable=False, clamp_variance=True, dtype=torch.float32)
+        return ssim(
+            ref,
+            out,
+            window=SSIM_WINDOW,
+            sigma=SSIM_SIGMA,
+            data_range=data_range,
+            padding="zero",
+            separable=False,
+            clamp_variance=True,
+            dtype=torch.float32,
+        )
     return -((out.float() - ref.float()) ** 2).flatten(1).mean(1)
 
 
@@ -524,7 +558,7 @@ def deletion_insertion(
     x_t: torch.Tensor,
     maps: torch.Tensor,
     *,
-    target: DenoiserTarget | None = None,
+    target: Callable[[Denoiser, torch.Tensor], torch.Tensor] | None = None,
     score: str = "ssim",
     n_points: int = 17,
     blur_kernel: int = 11,
@@ -547,24 +581,39 @@ def deletion_insertion(
         denoiser: the denoiser at the explained step.
         x_t: ``(B, C, H, W)`` inputs (repeat one input to score several maps of it).
         maps: ``(B, H, W)`` saliency maps at the input resolution.
-        target: what is scored (default :class:`NextState`: the next sampling state).
+        target: what is scored: ``target(denoiser, x)`` → ``(B, C, H, W)``, a :class:`DenoiserTarget`
+            or any callable of that shape (default :class:`NextState`: the next sampling state).
         score: ``ssim`` or ``neg_mse``.
     Returns:
         ``deletion_auc``, ``insertion_auc`` ``(B,)`` and ``deletion_curve``, ``insertion_curve``
         ``(B, n_points)`` (CPU float32).
     """
     if score not in EVAL_SCORES:
-        raise DiffxaiError("saliency.evaluation.score",
-                           f"unknown score {score!r} (use one of {', '.join(EVAL_SCORES)})")
+        raise DiffxaiError(
+            "saliency.evaluation.score", f"unknown score {score!r} (use one of {', '.join(EVAL_SCORES)})"
+        )
     target = NextState() if target is None else target
     x = x_t.to(denoiser.device, torch.float32)
     with torch.no_grad():  # the intact inputs in one pass (split only by an out-of-memory error)
-        ref = map_batches(lambda xb: target(denoiser, xb), x, batch_size=max(1, x.shape[0]), out_device=None,
-                          label="deletion/insertion reference", progress=False)
+        ref = map_batches(
+            lambda xb: target(denoiser, xb),
+            x,
+            batch_size=max(1, x.shape[0]),
+            out_device=None,
+            label="deletion/insertion reference",
+            progress=False,
+        )
 
         def score_fn(xb: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
             return _score(target(denoiser, xb), ref[src], score, data_range)
 
-        out = _deletion_insertion(x, maps.to(x.device).float(), score_fn, n_points=n_points, blur_kernel=blur_kernel,
-                                  blur_sigma=blur_sigma, batch_size=batch_size)
+        out = _deletion_insertion(
+            x,
+            maps.to(x.device).float(),
+            score_fn,
+            n_points=n_points,
+            blur_kernel=blur_kernel,
+            blur_sigma=blur_sigma,
+            batch_size=batch_size,
+        )
     return {k: v.float().cpu() for k, v in out.items()}

@@ -105,8 +105,9 @@ def localisation(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Ten
     mk = masks.flatten(1).to(torch.bool)
     pos = a.clamp(min=0)
     tot = pos.sum(1)
-    share = torch.where(tot > 0, (pos * mk).sum(1) / torch.where(tot > 0, tot, torch.ones_like(tot)),
-                        torch.full_like(tot, float("nan")))
+    share = torch.where(
+        tot > 0, (pos * mk).sum(1) / torch.where(tot > 0, tot, torch.ones_like(tot)), torch.full_like(tot, float("nan"))
+    )
     hit = mk.gather(1, a.argmax(1, keepdim=True)).squeeze(1).to(torch.float64)
     return {"mask_share": share, "mask_area": mk.to(torch.float64).mean(1), "pointing_hit": hit}
 
@@ -142,8 +143,9 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     x = x - x.mean(1, keepdim=True)
     y = y - y.mean(1, keepdim=True)
     den = (x.square().sum(1) * y.square().sum(1)).sqrt()
-    return torch.where(den > 0, (x * y).sum(1) / torch.where(den > 0, den, torch.ones_like(den)),
-                       torch.full_like(den, float("nan")))
+    return torch.where(
+        den > 0, (x * y).sum(1) / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(den, float("nan"))
+    )
 
 
 def normalise_abs(maps: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Classifiers that watch the diffusion model: the demo's small CNN (:class:`DemoCNN`) and
+torchvision ImageNet models (:class:`Classifier` resizes, crops and normalises images in [-1, 1]
+itself, and a NaN/Inf logit is a one-line error), loaded from a config spec by
+:func:`load_classifier`; :func:`classify` gives batched logits ``(B, n_classes)``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The demo's models, trained in the DAG: a small class-conditional pixel DDPM (diffusers
+``UNet2DModel`` with a null label for classifier-free guidance, saved as a ``DDPMPipeline``
+directory) and a :class:`~diffxai.models.classifiers.DemoCNN` digit classifier (safetensors)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from diffxai.core.seeding import make_generator
-from diffxai.models.pixel import DEMO_META
 from diffxai.models.classifiers import DemoCNN
-from diffxai.models.pixel import DiffusionModel
+from diffxai.models.pixel import DEMO_META, DiffusionModel
 
 log = logging.getLogger(__name__)
 

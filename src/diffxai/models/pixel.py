@@ -90,7 +90,7 @@ def load_diffusion(id_or_path: str, device: torch.device | str = "cpu", channels
     local = path.exists()
     if not local and (id_or_path.startswith((".", "/")) or id_or_path.count("/") != 1):
         raise DiffxaiError(id_or_path, "diffusion checkpoint path does not exist")
-    kw = dict(local_files_only=local or _hub_offline())
+    kw = {"local_files_only": local or _hub_offline()}
     try:
         unet = UNet2DModel.from_pretrained(id_or_path, subfolder="unet", **kw)
         scheduler = DDPMScheduler.from_pretrained(id_or_path, subfolder="scheduler", **kw)

@@ -133,7 +133,8 @@ class SDModel(DiffusionBackend):
         return images.clamp(-1, 1).to(latents.dtype)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Scaled latents ``(B, 4, h, w)`` (posterior mean x ``scaling_factor``) of images ``(B, 3, H, W)`` in [-1, 1]."""
+        """Scaled latents ``(B, 4, h, w)`` (posterior mean x ``scaling_factor``) of images ``(B, 3, H, W)``
+        in [-1, 1]."""
         z = self.vae.encode(images.to(self.vae.dtype)).latent_dist.mean
         return (z * self.vae.config.scaling_factor).to(images.dtype)
 
@@ -165,7 +166,7 @@ def load_sd(id_or_path: str | Path, device: torch.device | str = "cpu", dtype: t
         raise DiffxaiError(name, "Stable Diffusion checkpoint path does not exist")
     if local and not path.is_dir():
         raise DiffxaiError(name, "Stable Diffusion checkpoint must be a pipeline directory")
-    kw = dict(local_files_only=local or _hub_offline())
+    kw = {"local_files_only": local or _hub_offline()}
     try:
         part = "scheduler"
         cfg = DDPMScheduler.load_config(name, subfolder="scheduler", **kw)

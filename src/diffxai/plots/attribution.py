@@ -37,8 +37,10 @@ STAT_LABELS = {
 }
 
 
-METRIC_LABELS = {"deletion_auc": "deletion AUC (lower = more faithful)",
-                 "insertion_auc": "insertion AUC (higher = more faithful)"}
+METRIC_LABELS = {
+    "deletion_auc": "deletion AUC (lower = more faithful)",
+    "insertion_auc": "insertion AUC (higher = more faithful)",
+}
 
 
 def cumulative_threshold(values: np.ndarray, percentile: float) -> float:
@@ -107,20 +109,34 @@ def map_grid(arrays: dict, meta: dict, inputs, out, n_images: int = 2, max_cols:
         for j in range(s):
             r, k = divmod(j, n_cols)
             x0, y0 = k * (w + 1), r * (h + 1)
-            ax.text(x0 + 0.3, y0 + 0.3, f"{steps[j]}", fontsize=5, va="top", ha="left", color="black",
-                    bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.7))
+            ax.text(
+                x0 + 0.3,
+                y0 + 0.3,
+                f"{steps[j]}",
+                fontsize=5,
+                va="top",
+                ha="left",
+                color="black",
+                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7},
+            )
             if bad[i, 0, j, v]:
                 ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, hatch="xx", ec="C3", lw=0))
                 ax.text(x0 + w / 2, y0 + h / 2, "NaN/Inf", fontsize=6, ha="center", va="center", color="C3")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{VIEW_LABEL.get(views[v], views[v])} · image {ids[i]} · draw 0 · "
-                     f"steps {steps[0]}→{steps[-1]} (t = {ts[0]}→{ts[-1]})", fontsize=7)
+        ax.set_title(
+            f"{VIEW_LABEL.get(views[v], views[v])} · image {ids[i]} · draw 0 · "
+            f"steps {steps[0]}→{steps[-1]} (t = {ts[0]}→{ts[-1]})",
+            fontsize=7,
+        )
     flagged = f"; {n_bad} non-finite maps shown hatched" if n_bad else ""
-    fig.suptitle(f"{meta['method']} ({meta['captum']}) attributions to {meta['class_name']} "
-                 f"(classifier {meta.get('output', 'logit')} of class {meta['class_index']}): positive part, "
-                 f"top 5% clipped, over the input; corner number = step (0 = noisiest){flagged}",
-                 fontsize=7.5, wrap=True)
+    fig.suptitle(
+        f"{meta['method']} ({meta['captum']}) attributions to {meta['class_name']} "
+        f"(classifier {meta.get('output', 'logit')} of class {meta['class_index']}): positive part, "
+        f"top 5% clipped, over the input; corner number = step (0 = noisiest){flagged}",
+        fontsize=7.5,
+        wrap=True,
+    )
     sm = plt.cm.ScalarMappable(cmap="Reds", norm=plt.Normalize(0, 1))
     cb = fig.colorbar(sm, ax=axes[:, 0].tolist(), fraction=0.025, pad=0.01)
     cb.set_label("positive attribution\n(÷ 95%-mass threshold)", fontsize=6)
@@ -160,15 +176,22 @@ def stats_vs_step(st: pd.DataFrame, intervals: pd.DataFrame, names: list[str], v
     cols = _stat_columns(st)
     methods = list(dict.fromkeys(st["method"]))
     names = [n for n in names if n in set(st["class_name"])]
-    fig, axes = plt.subplots(len(names), len(cols), figsize=(2.3 * len(cols) + 1.2, 1.45 * len(names) + 0.9),
-                             sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(names), len(cols), figsize=(2.3 * len(cols) + 1.2, 1.45 * len(names) + 0.9), sharex=True, squeeze=False
+    )
     for r, name in enumerate(names):
         iv = intervals[(intervals["class_name"] == name) & (intervals["view"] == view)]
         for c, col in enumerate(cols):
             ax = axes[r, c]
             if len(iv):
-                ax.axvspan(iv["step_start"].iloc[0], iv["step_end"].iloc[0], color="0.6", alpha=0.25, lw=0,
-                           label="critical interval" if (r, c) == (0, 0) else None)
+                ax.axvspan(
+                    iv["step_start"].iloc[0],
+                    iv["step_end"].iloc[0],
+                    color="0.6",
+                    alpha=0.25,
+                    lw=0,
+                    label="critical interval" if (r, c) == (0, 0) else None,
+                )
             sub = st[st["class_name"] == name]
             for k, m in enumerate(methods):
                 label = m if (r, c) == (0, 0) else None
@@ -188,8 +211,11 @@ def stats_vs_step(st: pd.DataFrame, intervals: pd.DataFrame, names: list[str], v
             ax.tick_params(labelsize=6)
     fig.legend(loc="upper right", fontsize=7, frameon=False, bbox_to_anchor=(1.0, 1.0))
     extra = "; dotted: stroke-mask area (chance level)" if "mask_share" in cols else ""
-    fig.suptitle(f"Attribution statistics vs step, {VIEW_LABEL.get(view, view)}: mean ± 95% CI over images × draws; "
-                 f"grey: critical interval of P(class){extra}{note}", fontsize=8)
+    fig.suptitle(
+        f"Attribution statistics vs step, {VIEW_LABEL.get(view, view)}: mean ± 95% CI over images × draws; "
+        f"grey: critical interval of P(class){extra}{note}",
+        fontsize=8,
+    )
     fig.tight_layout(rect=(0, 0, 0.93, 0.97))
     _save(fig, out, dpi)
 
@@ -205,8 +231,14 @@ def class_comparison(st: pd.DataFrame, names: list[str], out, dpi=120) -> None:
     views = list(dict.fromkeys(st["view"]))
     pairs = [(m, v) for m in methods for v in views]
     pal = class_palette(names)
-    fig, axes = plt.subplots(len(cols), len(pairs), figsize=(2.4 * len(pairs) + 1.4, 1.9 * len(cols) + 0.8),
-                             sharex=True, sharey="row", squeeze=False)
+    fig, axes = plt.subplots(
+        len(cols),
+        len(pairs),
+        figsize=(2.4 * len(pairs) + 1.4, 1.9 * len(cols) + 0.8),
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+    )
     mean = st.groupby(["method", "view", "class_name", "step"])[cols].mean().reset_index()
     for c, (m, v) in enumerate(pairs):
         for r, col in enumerate(cols):
@@ -236,18 +268,28 @@ def faithfulness_vs_step(fa: pd.DataFrame, out, dpi=120) -> None:
     views = list(dict.fromkeys(fa["view"]))
     metrics = [m for m in ("deletion_auc", "insertion_auc") if m in set(fa["metric"])]
     methods = list(dict.fromkeys(fa["method"]))
-    fig, axes = plt.subplots(len(metrics), len(views), figsize=(4.2 * len(views) + 1.2, 2.8 * len(metrics) + 0.6),
-                             sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(metrics), len(views), figsize=(4.2 * len(views) + 1.2, 2.8 * len(metrics) + 0.6), sharex=True, squeeze=False
+    )
     for r, metric in enumerate(metrics):
         for c, view in enumerate(views):
             ax = axes[r, c]
             sub = fa[(fa["metric"] == metric) & (fa["view"] == view)]
             for k, m in enumerate(methods):
-                _band(ax, _mean_ci(sub[sub["method"] == m], ["step"], "value"), f"C{k}",
-                      label=m if (r, c) == (0, 0) else None)
+                _band(
+                    ax,
+                    _mean_ci(sub[sub["method"] == m], ["step"], "value"),
+                    f"C{k}",
+                    label=m if (r, c) == (0, 0) else None,
+                )
             base = sub.drop_duplicates(["class_name", "image_id", "draw", "step"])
-            _band(ax, _mean_ci(base, ["step"], "baseline_value"), "k", ls="--",
-                  label="random map" if (r, c) == (0, 0) else None)
+            _band(
+                ax,
+                _mean_ci(base, ["step"], "baseline_value"),
+                "k",
+                ls="--",
+                label="random map" if (r, c) == (0, 0) else None,
+            )
             ax.set_ylim(-0.02, 1.02)
             if r == 0:
                 ax.set_title(VIEW_LABEL.get(view, view), fontsize=9)
@@ -256,8 +298,11 @@ def faithfulness_vs_step(fa: pd.DataFrame, out, dpi=120) -> None:
             if r == len(metrics) - 1:
                 ax.set_xlabel("step (0 = noisiest)")
     fig.legend(loc="center right", fontsize=8, frameon=False)
-    fig.suptitle("Faithfulness vs step (RISE deletion to 0 / insertion from blur, score = P(class)); "
-                 f"mean ± 95% CI over classes × images × draws{note}", fontsize=8)
+    fig.suptitle(
+        "Faithfulness vs step (RISE deletion to 0 / insertion from blur, score = P(class)); "
+        f"mean ± 95% CI over classes × images × draws{note}",
+        fontsize=8,
+    )
     fig.tight_layout(rect=(0, 0, 0.86, 0.95))
     _save(fig, out, dpi)
 
@@ -283,8 +328,11 @@ def sanity_curve(sa: pd.DataFrame, out, dpi=120) -> None:
         ax.set_ylim(-0.25, 1.05)
     axes[1].legend(fontsize=8, frameon=False)
     n = int(sa["n_maps"].max()) if len(sa) else 0
-    fig.suptitle(f"Model-randomisation sanity check (Adebayo et al. 2018): mean ± sd over {n} maps; "
-                 "a method that depends on the model falls towards 0", fontsize=9)
+    fig.suptitle(
+        f"Model-randomisation sanity check (Adebayo et al. 2018): mean ± sd over {n} maps; "
+        "a method that depends on the model falls towards 0",
+        fontsize=9,
+    )
     fig.tight_layout()
     _save(fig, out, dpi)
 

@@ -84,7 +84,8 @@ def editing_bars(df: pd.DataFrame, names: list[str], out, dpi=120):
                     )
                 )
                 labels[e] = what
-        plot_df = sub[sub["edit"].isin(labels)].assign(setting=lambda d: d["edit"].map(labels))
+        plot_df = sub[sub["edit"].isin(labels)]
+        plot_df = plot_df.assign(setting=plot_df["edit"].map(labels))
         sns.barplot(
             data=plot_df,
             x="eval_class",

@@ -80,8 +80,13 @@ def overlays(loaded: list[tuple[dict, dict]], out, dpi=120, sample: int = 0):
             _overlay(ax, arr["display"][sample, j], arr["maps"][sample, j])
             if r == 0:
                 ax.set_title(f"step {steps[j]}\nt={ts[j]}", fontsize=7)
-        axes[r, 0].set_ylabel(f"{_label(meta)}\n{METHOD_LABEL.get(meta['method'], meta['method'])}", fontsize=7,
-                              rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(
+            f"{_label(meta)}\n{METHOD_LABEL.get(meta['method'], meta['method'])}",
+            fontsize=7,
+            rotation=0,
+            ha="right",
+            va="center",
+        )
         ax = axes[r, k]
         a = to_display(arr["final"][sample])
         ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
@@ -90,8 +95,11 @@ def overlays(loaded: list[tuple[dict, dict]], out, dpi=120, sample: int = 0):
         if r == 0:
             ax.set_title("generated\nimage", fontsize=7)
     _colorbar(fig)
-    fig.suptitle(f"Which input regions does the denoiser use at each sampling step? (sample {sample}; "
-                 "heat map over the step's x̂0 prediction; step 0 = pure noise)", fontsize=8)
+    fig.suptitle(
+        f"Which input regions does the denoiser use at each sampling step? (sample {sample}; "
+        "heat map over the step's x̂0 prediction; step 0 = pure noise)",
+        fontsize=8,
+    )
     _save(fig, out, dpi)
 
 
@@ -112,8 +120,11 @@ def cam_layers(loaded: list[tuple[dict, dict]], out, dpi=120, sample: int = 0):
     if not loaded:
         _placeholder(out, "DF-CAM not run (saliency.methods)", dpi)
         return
-    rows = [(arr, meta, j) for arr, meta in sorted(loaded, key=lambda x: x[1]["class_name"])
-            for j in range(arr["maps"].shape[1])]
+    rows = [
+        (arr, meta, j)
+        for arr, meta in sorted(loaded, key=lambda x: x[1]["class_name"])
+        for j in range(arr["maps"].shape[1])
+    ]
     layers = rows[0][1]["layers"]
     n_col = len(layers) + 1
     fig, axes = plt.subplots(len(rows), n_col, figsize=(0.75 * n_col + 1.6, 0.8 * len(rows) + 1.2), squeeze=False)
@@ -126,12 +137,20 @@ def cam_layers(loaded: list[tuple[dict, dict]], out, dpi=120, sample: int = 0):
         _overlay(axes[r, -1], img, arr["maps"][sample, j], alpha=0.6)
         if r == 0:
             axes[r, -1].set_title("DF-CAM\n(sum)", fontsize=6, fontweight="bold")
-        axes[r, 0].set_ylabel(f"{_label(meta)}\nstep {int(arr['steps'][j])} (t={int(arr['timesteps'][j])})", fontsize=6,
-                              rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(
+            f"{_label(meta)}\nstep {int(arr['steps'][j])} (t={int(arr['timesteps'][j])})",
+            fontsize=6,
+            rotation=0,
+            ha="right",
+            va="center",
+        )
     _colorbar(fig, right=0.9)
-    fig.suptitle("DF-CAM per U-Net block (Grad-CAM of Σε̂, CFG-combined) in forward order: d = down, mid, u = up; "
-                 f"last column = their normalised sum; sample {sample}", fontsize=8,
-                 y=1.0 + 0.35 / (0.8 * len(rows) + 1.2))
+    fig.suptitle(
+        "DF-CAM per U-Net block (Grad-CAM of Σε̂, CFG-combined) in forward order: d = down, mid, u = up; "
+        f"last column = their normalised sum; sample {sample}",
+        fontsize=8,
+        y=1.0 + 0.35 / (0.8 * len(rows) + 1.2),
+    )
     _save(fig, out, dpi)
 
 
@@ -149,9 +168,19 @@ def auc_vs_step(df: pd.DataFrame, out, dpi=120, seed: int = 0):
     target = d["eval_target"].iloc[0]
     for ax, game in zip(axes, ("deletion", "insertion")):
         long = d.assign(label=d["method"].map(METHOD_LABEL))
-        sns.lineplot(data=long, x="step", y=f"{game}_auc", hue="label", hue_order=[METHOD_LABEL[m] for m in methods],
-                     palette=[pal[m] for m in methods], marker="o", errorbar=("ci", 95), n_boot=500, seed=seed,
-                     ax=ax)
+        sns.lineplot(
+            data=long,
+            x="step",
+            y=f"{game}_auc",
+            hue="label",
+            hue_order=[METHOD_LABEL[m] for m in methods],
+            palette=[pal[m] for m in methods],
+            marker="o",
+            errorbar=("ci", 95),
+            n_boot=500,
+            seed=seed,
+            ax=ax,
+        )
         base = d.groupby("step")[f"random_{game}_auc"].mean()
         ax.plot(base.index, base.values, ls="--", color="grey", marker="x", label="random map")
         ax.set_xlabel("sampling step (0 = pure noise → clean)")
@@ -161,8 +190,10 @@ def auc_vs_step(df: pd.DataFrame, out, dpi=120, seed: int = 0):
         ax.set_title(f"{game.capitalize()}: {better} = more faithful", fontsize=9)
         ax.legend(fontsize=7, title=None)
     n_cls, n_s = d["class_name"].nunique(), d["sample"].nunique()
-    fig.suptitle("Saliency faithfulness in the denoiser's input space: "
-                 f"mean ± 95% CI over {n_cls} classes × {n_s} samples", fontsize=9)
+    fig.suptitle(
+        f"Saliency faithfulness in the denoiser's input space: mean ± 95% CI over {n_cls} classes × {n_s} samples",
+        fontsize=9,
+    )
     fig.tight_layout()
     _save(fig, out, dpi)
 

@@ -158,12 +158,13 @@ def sample(
 
     what = f"{scheduler} sampling" if label is None else label
     parts: dict[str, list[torch.Tensor]] = {}
-    steps_done: list[int] = []
-    for _, (steps_done, out) in iter_batches(chunk, n, batch_size, what="samples", label=what):
+    steps: list[int] = []
+    for _, (chunk_steps, out) in iter_batches(chunk, n, batch_size, what="samples", label=what):
+        steps = chunk_steps  # every chunk runs the same steps
         for k, v in out.items():
             parts.setdefault(k, []).append(v)
     result = {k: torch.cat(v) for k, v in parts.items()}
-    result["timesteps"] = torch.tensor(steps_done, dtype=torch.long)
+    result["timesteps"] = torch.tensor(steps, dtype=torch.long)
     return result
 
 
@@ -178,6 +179,6 @@ def step_conditions(cond_a: torch.Tensor, cond_b: torch.Tensor, n_steps: int, sw
     use_a = (i[None] < k[:, None]).to(cond_a.device)  # (K, S)
     shape = (len(k), n_steps) + tuple(cond_a.shape[1:])
     use_a = use_a.reshape(len(k), n_steps, *([1] * (cond_a.ndim - 1)))
-    return torch.where(use_a, cond_a.reshape(1, 1, *cond_a.shape[1:]), cond_b.reshape(1, 1, *cond_b.shape[1:])).expand(
-        shape
-    )
+    a = cond_a.reshape(1, 1, *cond_a.shape[1:])
+    b = cond_b.reshape(1, 1, *cond_b.shape[1:])
+    return torch.where(use_a, a, b).expand(shape)

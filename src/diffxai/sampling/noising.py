@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Forward noising in closed form: ᾱ_t of the linear β schedule, x_t = sqrt(ᾱ_t)·x0 + sqrt(1−ᾱ_t)·ε,
+the one-step estimate x̂0, and seeded per-sample noise (shapes: batches ``(B, C, H, W)``, ``t`` ``(B,)``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring."""
+"""Trajectories of one class for the likelihood and attribution stages, ``(N images, K draws,
+S steps, C, H, W)``:
+
+* :func:`forward_trajectories`: real images forward-noised at S levels, one ε per (image, draw)
+  shared by all levels, plus the denoiser's one-step x̂0 view;
+* :func:`reverse_trajectories`: real DDIM denoising (:func:`diffxai.sampling.loop.sample`) from
+  seeded noise for a class-conditional model, or SDEdit from noised real images otherwise.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +26,11 @@ log = logging.getLogger(__name__)
 
 def draw_noise(shape, seed: int, stage: str, class_name: str, image_ids: list[str], n_draws: int) -> torch.Tensor:
     """``(N, K, *shape)`` standard normal noise, one generator per (image, draw)."""
-    return torch.stack(
-        [
-            torch.stack([torch.randn(shape, generator=make_generator(seed, stage, class_name, img, k)) for k in range(n_draws)])
-            for img in image_ids
-        ]
-    )
+
+    def draw(img: str, k: int) -> torch.Tensor:
+        return torch.randn(shape, generator=make_generator(seed, stage, class_name, img, k))
+
+    return torch.stack([torch.stack([draw(img, k) for k in range(n_draws)]) for img in image_ids])
 
 
 @torch.no_grad()
@@ -65,7 +71,9 @@ def forward_trajectories(
             labels = None if x0_label is None else torch.full_like(tb, x0_label)
             return predict_x0(xb, model.eps(xb, tb, labels), tb, abar)
 
-        x0_pred = map_batches(denoise, x_t, flat_t, batch_size=batch_size, device=device, what="inputs", label="x0_pred")
+        x0_pred = map_batches(
+            denoise, x_t, flat_t, batch_size=batch_size, device=device, what="inputs", label="x0_pred"
+        )
         log.info("x0_pred: %d denoiser calls in %.1fs", x_t.shape[0], time.time() - started)
         out["x0_pred"] = x0_pred.view(n, k, s, *x0.shape[1:])
     return out
@@ -108,7 +116,8 @@ def reverse_trajectories(
         eps = draw_noise(image_shape, seed, "reverse", class_name, ids, n_draws)
         n = x0.shape[0]
         flat_x0 = x0[:, None].expand(n, n_draws, *image_shape).reshape(-1, *image_shape)
-        x_init = forward_noise(flat_x0, eps.reshape(-1, *image_shape), torch.full((flat_x0.shape[0],), t_start), model.alphas_cumprod)
+        t_init = torch.full((flat_x0.shape[0],), t_start)
+        x_init = forward_noise(flat_x0, eps.reshape(-1, *image_shape), t_init, model.alphas_cumprod)
         labels, guidance = None, 1.0
         extra = {"x0": x0}
     if len(np.unique(timesteps)) != len(timesteps):

@@ -56,8 +56,14 @@ from diffxai.methods.attribution import (
     randomise_layer,
     reduce_channels,
 )
-from diffxai.metrics.maps import LOCALISATION_COLUMNS, STAT_COLUMNS, map_statistics, normalise_abs, random_maps
-from diffxai.metrics.maps import spearman
+from diffxai.metrics.maps import (
+    LOCALISATION_COLUMNS,
+    STAT_COLUMNS,
+    map_statistics,
+    normalise_abs,
+    random_maps,
+    spearman,
+)
 from diffxai.models.classifiers import load_classifier
 
 log = logging.getLogger(__name__)
@@ -65,30 +71,67 @@ log = logging.getLogger(__name__)
 #: what ``attribution.output`` names: the target every map of the job explains
 OUTPUT_TARGETS = {"logit": ClassLogit, "prob": ClassProbability}
 
-FAITH_COLUMNS = ["class_name", "image_id", "draw", "step", "timestep", "view", "method", "metric", "value",
-                 "baseline_value", "nonfinite"]
+FAITH_COLUMNS = [
+    "class_name",
+    "image_id",
+    "draw",
+    "step",
+    "timestep",
+    "view",
+    "method",
+    "metric",
+    "value",
+    "baseline_value",
+    "nonfinite",
+]
 
-SANITY_COLUMNS = ["method", "layer", "cascade_index", "spearman", "ssim", "spearman_signed", "spearman_std",
-                  "ssim_std", "n_maps", "n_valid"]
+SANITY_COLUMNS = [
+    "method",
+    "layer",
+    "cascade_index",
+    "spearman",
+    "ssim",
+    "spearman_signed",
+    "spearman_std",
+    "ssim_std",
+    "n_maps",
+    "n_valid",
+]
 
 LAYOUT = "maps: (N images, K draws, S selected steps, V views, H, W); channels summed"
 
 
 def map_seeds(seed: int, method: str, cls: str, sel: TrajectorySelection) -> list[int]:
     """One seed per map of ``sel``, in (image, draw, step, view) order; depends only on the map's keys."""
-    return [derive_seed(seed, "attribution", method, cls, i, int(k), int(s), v)
-            for i in sel.image_ids for k in sel.draws for s in sel.steps for v in sel.views]
+    return [
+        derive_seed(seed, "attribution", method, cls, i, int(k), int(s), v)
+        for i in sel.image_ids
+        for k in sel.draws
+        for s in sel.steps
+        for v in sel.views
+    ]
 
 
 def random_map_generators(seed: int, cls: str, sel: TrajectorySelection) -> list[torch.Generator]:
     """Generators of the random baseline maps (shared by every method, so all compare to the same)."""
-    return [make_generator(seed, "attribution-random-map", cls, i, int(k), int(s), v)
-            for i in sel.image_ids for k in sel.draws for s in sel.steps for v in sel.views]
+    return [
+        make_generator(seed, "attribution-random-map", cls, i, int(k), int(s), v)
+        for i in sel.image_ids
+        for k in sel.draws
+        for s in sel.steps
+        for v in sel.views
+    ]
 
 
-def _select(path: str, steps, views: list[str] | None, n_images: int | None, n_draws: int | None,
-            where_steps: str = "config.attribution.steps",
-            where_views: str = "config.attribution.views") -> tuple[TrajectorySelection, dict]:
+def _select(
+    path: str,
+    steps,
+    views: list[str] | None,
+    n_images: int | None,
+    n_draws: int | None,
+    where_steps: str = "config.attribution.steps",
+    where_views: str = "config.attribution.views",
+) -> tuple[TrajectorySelection, dict]:
     """The selection of one trajectory file and the file's metadata: ``steps`` as
     :func:`select_steps` reads them, ``views`` ``None`` = every view of the file; errors name
     ``where_steps`` / ``where_views``."""
@@ -129,8 +172,9 @@ def compute(params: dict, inputs, outputs) -> None:
     m = images.shape[0]
     clf = _classifier(params, inputs, device)
     if cls["index"] >= (clf.n_classes or 10**9):
-        raise DiffxaiError(f"classes.{cls['name']}.index",
-                           f"{cls['index']} is outside the classifier's {clf.n_classes} classes")
+        raise DiffxaiError(
+            f"classes.{cls['name']}.index", f"{cls['index']} is outside the classifier's {clf.n_classes} classes"
+        )
     seeds = map_seeds(params["seed"], name, cls["name"], sel)
     started = time.time()
     target = OUTPUT_TARGETS[at["output"]](cls["index"])
@@ -138,8 +182,16 @@ def compute(params: dict, inputs, outputs) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.time() - started
-    log.info("%s/%s: %d maps (%s) in %.2fs = %.1f maps/s on %s", name, cls["name"], m, "x".join(map(str, shape)),
-             elapsed, m / max(elapsed, 1e-9), device)
+    log.info(
+        "%s/%s: %d maps (%s) in %.2fs = %.1f maps/s on %s",
+        name,
+        cls["name"],
+        m,
+        "x".join(map(str, shape)),
+        elapsed,
+        m / max(elapsed, 1e-9),
+        device,
+    )
     masks = None
     if sel.mask is not None:
         masks = sel.mask[:, None, None, None].expand(ni, nk, ns, nv, *shape[1:]).reshape(m, *shape[1:])
@@ -162,9 +214,19 @@ def compute(params: dict, inputs, outputs) -> None:
     started = time.time()
     rnd = random_maps(shape[1:], random_map_generators(params["seed"], cls["name"], sel))
     fc = at["faithfulness"]
-    fa = map_faithfulness(clf, images, maps, rnd, [ClassProbability(cls["index"])] * m, n_points=fc["n_points"],
-                          blur_kernel=fc["blur_kernel"], blur_sigma=fc["blur_sigma"], substrate=fc["substrate"],
-                          batch_size=fc["batch_size"], device=device)
+    fa = map_faithfulness(
+        clf,
+        images,
+        maps,
+        rnd,
+        [ClassProbability(cls["index"])] * m,
+        n_points=fc["n_points"],
+        blur_kernel=fc["blur_kernel"],
+        blur_sigma=fc["blur_sigma"],
+        substrate=fc["substrate"],
+        batch_size=fc["batch_size"],
+        device=device,
+    )
     log.info("%s/%s: faithfulness of %d maps (+ random) in %.2fs", name, cls["name"], m, time.time() - started)
     rows = []
     for metric in ("deletion_auc", "insertion_auc"):
@@ -185,11 +247,23 @@ def compute(params: dict, inputs, outputs) -> None:
         "draws": torch.as_tensor(sel.draws, dtype=torch.long),
     }
     kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in attribute_kwargs(spec, shape).items()}
-    save_arrays(outputs.maps, arrays, {
-        "class_name": cls["name"], "class_index": cls["index"], "image_ids": sel.image_ids, "views": sel.views,
-        "method": name, "captum": spec.captum, "noise_tunnel": spec.noise_tunnel, "spec": kwargs,
-        "channel_reduction": "sum", "output": at["output"], "layout": LAYOUT,
-    })
+    save_arrays(
+        outputs.maps,
+        arrays,
+        {
+            "class_name": cls["name"],
+            "class_index": cls["index"],
+            "image_ids": sel.image_ids,
+            "views": sel.views,
+            "method": name,
+            "captum": spec.captum,
+            "noise_tunnel": spec.noise_tunnel,
+            "spec": kwargs,
+            "channel_reduction": "sum",
+            "output": at["output"],
+            "layout": LAYOUT,
+        },
+    )
     meta = provenance(params, device)
     write_table(frame, outputs.stats, "attribution_stats", meta)
     write_table(pd.concat(rows, ignore_index=True)[FAITH_COLUMNS], outputs.faithfulness, "faithfulness", meta)
@@ -212,8 +286,15 @@ def sanity(params: dict, inputs, outputs) -> None:
     target_kind = OUTPUT_TARGETS[at["output"]]
     xs, targets, seeds = [], [], []
     for path in inputs.trajectories:
-        sel, meta = _select(path, sc["steps"], [sc["view"]], sc["images_per_class"], 1,
-                            "config.attribution.sanity.steps", "config.attribution.sanity.view")
+        sel, meta = _select(
+            path,
+            sc["steps"],
+            [sc["view"]],
+            sc["images_per_class"],
+            1,
+            "config.attribution.sanity.steps",
+            "config.attribution.sanity.view",
+        )
         x = sel.x.reshape(-1, *sel.x.shape[4:])
         xs.append(x)
         targets += [target_kind(meta["class_index"])] * x.shape[0]
@@ -232,15 +313,20 @@ def sanity(params: dict, inputs, outputs) -> None:
         rho = spearman(original.abs(), maps.abs())[ok]
         rho_s = spearman(original, maps)[ok]
         ss = ssim(normalise_abs(original), normalise_abs(maps), separable=False)[ok]
-        rows.append({
-            "method": name, "layer": layer, "cascade_index": i + 1,
-            "spearman": float(np.nanmean(rho.numpy())) if len(rho) else np.nan,
-            "ssim": float(ss.mean()) if len(ss) else np.nan,
-            "spearman_signed": float(np.nanmean(rho_s.numpy())) if len(rho_s) else np.nan,
-            "spearman_std": float(np.nanstd(rho.numpy())) if len(rho) else np.nan,
-            "ssim_std": float(ss.std(unbiased=False)) if len(ss) else np.nan,
-            "n_maps": int(len(images)), "n_valid": int(torch.isfinite(rho).sum()),
-        })
+        rows.append(
+            {
+                "method": name,
+                "layer": layer,
+                "cascade_index": i + 1,
+                "spearman": float(np.nanmean(rho.numpy())) if len(rho) else np.nan,
+                "ssim": float(ss.mean()) if len(ss) else np.nan,
+                "spearman_signed": float(np.nanmean(rho_s.numpy())) if len(rho_s) else np.nan,
+                "spearman_std": float(np.nanstd(rho.numpy())) if len(rho) else np.nan,
+                "ssim_std": float(ss.std(unbiased=False)) if len(ss) else np.nan,
+                "n_maps": int(len(images)),
+                "n_valid": int(torch.isfinite(rho).sum()),
+            }
+        )
     elapsed = time.time() - started
     log.info("%s: sanity check over %d layers x %d maps in %.2fs", name, len(layers), len(images), elapsed)
     write_table(pd.DataFrame(rows, columns=SANITY_COLUMNS), outputs[0], "sanity", provenance(params, device))
@@ -249,8 +335,11 @@ def sanity(params: dict, inputs, outputs) -> None:
 def aggregate(params: dict, inputs, outputs) -> None:
     """``attribution_stats.parquet``, ``faithfulness.parquet`` and ``sanity.parquet``: every job's
     tables, concatenated in the inputs' order."""
-    aggregate_tables(params, {
-        outputs.stats: (list(inputs.stats), "attribution_stats"),
-        outputs.faithfulness: (list(inputs.faithfulness), "faithfulness"),
-        outputs.sanity: (list(inputs.sanity), "sanity"),
-    })
+    aggregate_tables(
+        params,
+        {
+            outputs.stats: (list(inputs.stats), "attribution_stats"),
+            outputs.faithfulness: (list(inputs.faithfulness), "faithfulness"),
+            outputs.sanity: (list(inputs.sanity), "sanity"),
+        },
+    )

@@ -33,8 +33,8 @@ from diffxai.io.images import class_images
 from diffxai.io.tables import aggregate_tables, provenance, write_table
 from diffxai.methods import components as cad
 from diffxai.models.backend import DiffusionBackend
-from diffxai.models.loading import load_backend
 from diffxai.models.classifiers import load_classifier
+from diffxai.models.loading import load_backend
 
 log = logging.getLogger(__name__)
 

@@ -61,8 +61,19 @@ STAGE = "saliency"
 #: samples per chunk of the sampling loop and x̂0 predictions per decoder call
 SAMPLE_BATCH = 8
 #: the contract columns of ``saliency_stats.parquet``, first in this order
-CONTRACT = ["class_name", "sample", "step", "timestep", "method", "layer", "entropy", "gini", "top10_mass",
-            "deletion_auc", "insertion_auc"]
+CONTRACT = [
+    "class_name",
+    "sample",
+    "step",
+    "timestep",
+    "method",
+    "layer",
+    "entropy",
+    "gini",
+    "top10_mass",
+    "deletion_auc",
+    "insertion_auc",
+]
 CURVES = ("deletion_curve", "insertion_curve", "random_deletion_curve", "random_insertion_curve")
 
 
@@ -119,18 +130,34 @@ def explained_states(params: dict, backend: DiffusionBackend) -> Explained:
         ts = level_timesteps(backend.num_train_timesteps, n_steps, field="config.saliency.sampling_steps")
         schedule = {"timesteps": ts, "scheduler": "ddim"}
     key = condition_key(cls, kind)
-    x_init = seeded_noise(backend.sample_shape(size, size),
-                          [make_generator(seed, STAGE, cls["name"], i) for i in range(n)])
+    x_init = seeded_noise(
+        backend.sample_shape(size, size), [make_generator(seed, STAGE, cls["name"], i) for i in range(n)]
+    )
     with torch.no_grad():
-        res = sample(backend, x_init, cond=backend.encode([key] * n), guidance=s["guidance"], null=null, record=True,
-                     decode=True, batch_size=SAMPLE_BATCH, label=f"saliency {cls['name']} sampling", **schedule)
+        res = sample(
+            backend,
+            x_init,
+            cond=backend.encode([key] * n),
+            guidance=s["guidance"],
+            null=null,
+            record=True,
+            decode=True,
+            batch_size=SAMPLE_BATCH,
+            label=f"saliency {cls['name']} sampling",
+            **schedule,
+        )
         ts = [int(t) for t in res["timesteps"]]
         if len(ts) != n_steps:
             raise DiffxaiError("config.saliency.sampling_steps", f"the scheduler made {len(ts)} steps, not {n_steps}")
         x0 = res["x0_pred"][:, steps]
-        display = map_batches(lambda z: backend.decode(z).float(), x0.reshape(-1, *x0.shape[2:]),
-                              batch_size=SAMPLE_BATCH, device=backend.device, what="latents",
-                              label="decoding x0_pred")
+        display = map_batches(
+            lambda z: backend.decode(z).float(),
+            x0.reshape(-1, *x0.shape[2:]),
+            batch_size=SAMPLE_BATCH,
+            device=backend.device,
+            what="latents",
+            label="decoding x0_pred",
+        )
         cond = backend.encode([key])
     x_all = torch.cat([res["x_t"], res["sample"][:, None]], 1)  # n, S+1, ...
 
@@ -140,9 +167,14 @@ def explained_states(params: dict, backend: DiffusionBackend) -> Explained:
         return fixed_step_denoiser(backend, ts[i], cond, s["guidance"], null=null, t_next=t_next)
 
     return Explained(
-        x_t=res["x_t"][:, steps], next=x_all[:, [i + 1 for i in steps]],
-        display=display.view(n, len(steps), *display.shape[1:]), final=res["images"],
-        timesteps=[ts[i] for i in steps], all_timesteps=ts, denoiser=denoiser, prompt=prompt,
+        x_t=res["x_t"][:, steps],
+        next=x_all[:, [i + 1 for i in steps]],
+        display=display.view(n, len(steps), *display.shape[1:]),
+        final=res["images"],
+        timesteps=[ts[i] for i in steps],
+        all_timesteps=ts,
+        denoiser=denoiser,
+        prompt=prompt,
     )
 
 
@@ -156,8 +188,13 @@ def _stat_rows(maps: torch.Tensor, base: list[dict], layer: str) -> list[dict]:
     """``base`` rows (one per map of ``maps`` ``(n, H, W)``) with ``layer`` and the map statistics."""
     st = map_statistics(maps)
     return [
-        dict(row, layer=layer, entropy=float(st["entropy"][i]), gini=float(st["gini"][i]),
-             top10_mass=float(st["top10_mass"][i]))
+        dict(
+            row,
+            layer=layer,
+            entropy=float(st["entropy"][i]),
+            gini=float(st["gini"][i]),
+            top10_mass=float(st["top10_mass"][i]),
+        )
         for i, row in enumerate(base)
     ]
 
@@ -184,9 +221,15 @@ def compute(params: dict, inputs, outputs) -> None:
     used = torch.zeros(n, k, dtype=torch.long)
     curves = {key: torch.zeros(n, k, ev["n_points"]) for key in CURVES}
     rows: list[dict] = []
-    eval_kw = dict(target=make_target(ev["target"]), score=ev["score"], n_points=ev["n_points"],
-                   blur_kernel=ev["blur_kernel"], blur_sigma=ev["blur_sigma"], data_range=ev["data_range"],
-                   batch_size=ev["batch_size"])
+    eval_kw = {
+        "target": make_target(ev["target"]),
+        "score": ev["score"],
+        "n_points": ev["n_points"],
+        "blur_kernel": ev["blur_kernel"],
+        "blur_sigma": ev["blur_sigma"],
+        "data_range": ev["data_range"],
+        "batch_size": ev["batch_size"],
+    }
     rise_progress = Progress(n * k, "maps", f"dfrise {name}")  # one DF-RISE map per (sample, step)
     for j, t in enumerate(ex.timesteps):
         step = int(s["steps"][j])
@@ -198,15 +241,26 @@ def compute(params: dict, inputs, outputs) -> None:
             for i in range(n):
                 g = make_generator(seed, STAGE, "dfrise", name, i, step, device=device)
                 ref = ex.next[i, j] if r["reference"] == "next" else None
-                res = df_rise(den, x[i], generator=g, n_masks=r["n_masks"], p=r["p"], mask=r["mask"],
-                              grid_size=r["grid_size"], batch_size=r["batch_size"], reference=ref,
-                              early_stop_tol=r["early_stop_tol"], check_every=r["check_every"],
-                              estimator=r["estimator"])
+                res = df_rise(
+                    den,
+                    x[i],
+                    generator=g,
+                    n_masks=r["n_masks"],
+                    p=r["p"],
+                    mask=r["mask"],
+                    grid_size=r["grid_size"],
+                    batch_size=r["batch_size"],
+                    reference=ref,
+                    early_stop_tol=r["early_stop_tol"],
+                    check_every=r["check_every"],
+                    estimator=r["estimator"],
+                )
                 maps[i, j], used[i, j] = res.map, res.n_masks_used
                 rise_progress.advance(1)
         else:  # all samples in one pass; an out-of-memory error splits them (maps are per sample)
-            maps[:, j], layer_maps[:, j] = map_batches(partial(_cam_maps, den, layers), x, batch_size=n,
-                                                       what="samples", label="df_cam", progress=False)
+            maps[:, j], layer_maps[:, j] = map_batches(
+                partial(_cam_maps, den, layers), x, batch_size=n, what="samples", label="df_cam", progress=False
+            )
         t_map = time.time() - t0
         rnd = random_maps(size, [make_generator(seed, STAGE, "random", name, i, step) for i in range(n)])
         di = deletion_insertion(den, torch.cat([x, x]), torch.cat([maps[:, j], rnd]), **eval_kw)
@@ -214,11 +268,18 @@ def compute(params: dict, inputs, outputs) -> None:
             curves[f"{game}_curve"][:, j] = di[f"{game}_curve"][:n]
             curves[f"random_{game}_curve"][:, j] = di[f"{game}_curve"][n:]
         base = [
-            dict(class_name=name, sample=i, step=step, timestep=int(t), method=method,
-                 deletion_auc=float(di["deletion_auc"][i]), insertion_auc=float(di["insertion_auc"][i]),
-                 random_deletion_auc=float(di["deletion_auc"][n + i]),
-                 random_insertion_auc=float(di["insertion_auc"][n + i]),
-                 n_masks_used=int(used[i, j]) if method == "dfrise" else 0)
+            {
+                "class_name": name,
+                "sample": i,
+                "step": step,
+                "timestep": int(t),
+                "method": method,
+                "deletion_auc": float(di["deletion_auc"][i]),
+                "insertion_auc": float(di["insertion_auc"][i]),
+                "random_deletion_auc": float(di["deletion_auc"][n + i]),
+                "random_insertion_auc": float(di["insertion_auc"][n + i]),
+                "n_masks_used": int(used[i, j]) if method == "dfrise" else 0,
+            }
             for i in range(n)
         ]
         rows += _stat_rows(maps[:, j], base, "all")
@@ -231,23 +292,42 @@ def compute(params: dict, inputs, outputs) -> None:
     df["guidance"] = float(s["guidance"])
     df["eval_score"], df["eval_target"] = ev["score"], ev["target"]
     df = df[CONTRACT + [c for c in df.columns if c not in CONTRACT]]
-    arrays = {"maps": maps, "x_t": ex.x_t, "display": ex.display, "final": ex.final,
-              "timesteps": torch.as_tensor(ex.timesteps), "steps": torch.as_tensor([int(v) for v in s["steps"]]),
-              **curves}
+    arrays = {
+        "maps": maps,
+        "x_t": ex.x_t,
+        "display": ex.display,
+        "final": ex.final,
+        "timesteps": torch.as_tensor(ex.timesteps),
+        "steps": torch.as_tensor([int(v) for v in s["steps"]]),
+        **curves,
+    }
     if method == "dfrise":
         arrays["n_masks_used"] = used
     if layers:
         arrays["layer_maps"] = layer_maps
-    meta = {"class_name": name, "method": method, "prompt": ex.prompt, "layers": layers,
-            "all_timesteps": ex.all_timesteps, "model_type": backend.kind,
-            "layout": "maps: (n samples, k steps, H, W); layer_maps: (n, k, L, H, W); x_t: (n, k, C, H, W)"}
+    meta = {
+        "class_name": name,
+        "method": method,
+        "prompt": ex.prompt,
+        "layers": layers,
+        "all_timesteps": ex.all_timesteps,
+        "model_type": backend.kind,
+        "layout": "maps: (n samples, k steps, H, W); layer_maps: (n, k, L, H, W); x_t: (n, k, C, H, W)",
+    }
     save_arrays(outputs.maps, arrays, meta)
     write_table(df, outputs.table, "saliency_stats", provenance(params, device))
     log.info("%s %s done in %.1fs", method, name, time.time() - started)
 
 
-def _layer_rows(den: Denoiser, x: torch.Tensor, layer_maps: torch.Tensor, layers: list[str], base: list[dict],
-                eval_kw: dict, per_layer: bool) -> list[dict]:
+def _layer_rows(
+    den: Denoiser,
+    x: torch.Tensor,
+    layer_maps: torch.Tensor,
+    layers: list[str],
+    base: list[dict],
+    eval_kw: dict,
+    per_layer: bool,
+) -> list[dict]:
     """DF-CAM's rows of one step, one per (sample, layer): map statistics of ``layer_maps``
     ``(n, L, H, W)`` and, with ``per_layer``, each layer map's deletion / insertion AUCs (NaN without)."""
     size = tuple(layer_maps.shape[-2:])
@@ -258,8 +338,10 @@ def _layer_rows(den: Denoiser, x: torch.Tensor, layer_maps: torch.Tensor, layers
     for li, layer in enumerate(layers):
         lb = [dict(b) for b in base]
         for i, b in enumerate(lb):
-            b.update(deletion_auc=float(per["deletion_auc"][i * len(layers) + li]) if per else float("nan"),
-                     insertion_auc=float(per["insertion_auc"][i * len(layers) + li]) if per else float("nan"))
+            b.update(
+                deletion_auc=float(per["deletion_auc"][i * len(layers) + li]) if per else float("nan"),
+                insertion_auc=float(per["insertion_auc"][i * len(layers) + li]) if per else float("nan"),
+            )
         rows += _stat_rows(layer_maps[:, li], lb, layer)
     return rows
 

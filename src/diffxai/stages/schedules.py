@@ -54,8 +54,8 @@ from diffxai.io.arrays import load_arrays, save_arrays
 from diffxai.io.tables import aggregate_meta, concat_parquet, provenance, write_table
 from diffxai.metrics.curves import commitment_step, decided_step
 from diffxai.models.backend import DiffusionBackend
-from diffxai.models.loading import load_backend
 from diffxai.models.classifiers import classify, load_classifier
+from diffxai.models.loading import load_backend
 from diffxai.sampling.loop import sample, step_conditions
 from diffxai.sampling.noising import seeded_noise
 

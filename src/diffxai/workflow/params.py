@@ -22,59 +22,11 @@ No torch, no stage: the Snakefile imports this module to plan a run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-Builder = Callable[[dict, dict], dict]
-BUILDERS: dict[str, Builder] = {}
-
-
-def builds(*rules: str) -> Callable[[Builder], Builder]:
-    """Register a params builder ``f(config, wildcards) -> dict`` for ``rules``."""
-
-    def register(fn: Builder) -> Builder:
-        for r in rules:
-            if r in BUILDERS:
-                raise ValueError(f"params of rule {r!r} built twice")
-            BUILDERS[r] = fn
-        return fn
-
-    return register
-
-
-def canonical(obj: Any) -> Any:
-    """Sorted keys at every level, tuples as lists; plain dict/list/scalars only."""
-    if isinstance(obj, Mapping):
-        return {str(k): canonical(obj[k]) for k in sorted(obj, key=str)}
-    if isinstance(obj, (list, tuple)):
-        return [canonical(v) for v in obj]
-    return obj
-
-
-def pick(config: Mapping, *paths: str) -> dict:
-    """The nested sub-dict of ``config`` holding the dotted ``paths`` (e.g. ``"models.diffusion.train"``)."""
-    out: dict = {}
-    for path in paths:
-        keys = path.split(".")
-        src, dst = config, out
-        for k in keys[:-1]:
-            src = src[k]
-            dst = dst.setdefault(k, {})
-        dst[keys[-1]] = src[keys[-1]]
-    return out
-
-
-def merge(*parts: Mapping) -> dict:
-    """Deep merge of nested dicts (later parts win on leaves)."""
-    out: dict = {}
-    for part in parts:
-        for k, v in part.items():
-            if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-                out[k] = merge(out[k], v)
-            else:
-                out[k] = dict(v) if isinstance(v, Mapping) else v
-    return out
-
+import diffxai.workflow.settings  # noqa: F401  (registers every rule's builder)
+from diffxai.workflow.registry import BUILDERS, Builder, builds, canonical, merge, pick
 
 def _wildcards(wildcards: Any) -> dict:
     if wildcards is None:
@@ -86,8 +38,6 @@ def _wildcards(wildcards: Any) -> dict:
 
 def rule_params(rule: str, config: Mapping, wildcards: Any = None) -> dict:
     """The canonical settings of one job of ``rule``."""
-    import diffxai.workflow.settings  # noqa: F401  (registers every rule's builder)
-
     if rule not in BUILDERS:
         raise KeyError(f"no params builder for rule {rule!r} (add one to diffxai.workflow.params)")
     return canonical(split_execution(BUILDERS[rule](config, _wildcards(wildcards)))[0])
@@ -128,20 +78,33 @@ class Execution:
 
 def rule_execution(rule: str, config: Mapping, wildcards: Any = None) -> Execution:
     """The batch sizes of one job of ``rule`` (see :class:`Execution`)."""
-    import diffxai.workflow.settings  # noqa: F401
-
     return Execution(canonical(split_execution(BUILDERS[rule](config, _wildcards(wildcards)))[1]))
 
 
 def rule_threads(rule: str, config: Mapping) -> int:
     """The torch threads of a rule's jobs (the ``threads`` setting of its params; 1 if none)."""
-    import diffxai.workflow.settings  # noqa: F401
+    return int(BUILDERS[rule](config, example_wildcards(config)).get("threads", 1))
 
-    wc = {"cls": config["classes"][0]["name"]} if config.get("classes") else {}
-    try:
-        return int(BUILDERS[rule](config, wc).get("threads", 1))
-    except (KeyError, IndexError, StopIteration):
-        return 1
+
+def example_wildcards(config: Mapping) -> dict:
+    """One valid value of every wildcard (a rule's threads do not depend on which job it is)."""
+    from diffxai.config.experiment import commitment_pairs, pair_id, saliency_classes
+
+    classes = [c["name"] for c in config.get("classes") or []]
+    pairs = [pair_id(a, b) for a, b in commitment_pairs(config)] if classes else []
+    schedules = [s["name"] for s in config.get("schedules", {}).get("schedules") or []]
+    methods = list(config.get("attribution", {}).get("methods") or [])
+    sal = list(config.get("saliency", {}).get("methods") or [])
+    concepts = list(config.get("components", {}).get("concepts") or [])
+    wc = {
+        "cls": (saliency_classes(config) or classes or [None])[0] if classes else None,
+        "method": (methods or [None])[0],
+        "saliency": (sal or [None])[0],
+        "schedule": (schedules or [None])[0],
+        "pair": (pairs or [None])[0],
+        "concept": (concepts or [None])[0],
+    }
+    return {k: v for k, v in wc.items() if v is not None}
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from diffxai.workflow.params import builds, merge, pick
+from diffxai.workflow.registry import builds, merge, pick
 from diffxai.workflow.settings.common import aggregate, class_entry, classifier, job
 
 
@@ -42,8 +42,9 @@ def _aggregate(config: Mapping, wc: dict) -> dict:
 
 @builds("attribution_plot_maps")
 def _plot_maps(config: Mapping, wc: dict) -> dict:
-    return merge(pick(config, "attribution.plot_images", "plots.dpi"),
-                 {"class_names": [c["name"] for c in config["classes"]]})
+    return merge(
+        pick(config, "attribution.plot_images", "plots.dpi"), {"class_names": [c["name"] for c in config["classes"]]}
+    )
 
 
 @builds("attribution_plot")

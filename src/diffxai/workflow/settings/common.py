@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from diffxai.config.experiment import class_spec
-from diffxai.workflow.params import merge, pick
+from diffxai.workflow.registry import merge, pick
 
 
 def job(config: Mapping, threads: int | None = None, tables: bool = True) -> dict:

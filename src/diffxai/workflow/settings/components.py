@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from diffxai.config.experiment import class_spec, eval_classes, is_sd
-from diffxai.workflow.params import builds, merge, pick
+from diffxai.workflow.registry import builds, merge, pick
 from diffxai.workflow.settings.common import (
     aggregate,
     class_entry,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from diffxai.config.experiment import class_spec, diffusion_kind
-from diffxai.workflow.params import builds, merge, pick
+from diffxai.workflow.registry import builds, merge, pick
 from diffxai.workflow.settings.common import aggregate, diffusion, job
 
 #: what ``saliency_compute`` reads of ``config.saliency`` for every model and method

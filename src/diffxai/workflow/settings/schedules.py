@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from diffxai.config.experiment import commitment_pairs, diffusion_kind, pair_id, stage_class, stage_classes
-from diffxai.workflow.params import builds, merge, pick
+from diffxai.config.experiment import diffusion_kind, pair_id, stage_class, stage_classes
+from diffxai.workflow.registry import builds, merge, pick
 from diffxai.workflow.settings.common import aggregate, classifier, diffusion, job
 
 
@@ -49,14 +49,15 @@ def _generate(config: Mapping, wc: dict) -> dict:
 @builds("schedules_commitment")
 def _commitment(config: Mapping, wc: dict) -> dict:
     sec = config["schedules"]
-    a, b = next(p for p in commitment_pairs(config) if pair_id(*p) == wc["pair"])
-    names = list(sec["commitment"]["schedules"])
+    names = [c["name"] for c in stage_classes(config)]
+    a, b = next((a, b) for a in names for b in names if pair_id(a, b) == wc["pair"])
+    chosen = list(sec["commitment"]["schedules"])
     commitment = {
-        "schedules": names,
+        "schedules": chosen,
         "n_seeds": sec["commitment"]["n_seeds"] or sec["n_seeds"],
         "switch_stride": sec["commitment"]["switch_stride"],
     }
-    entries = [dict(s) for s in sec["schedules"] if s["name"] in names]
+    entries = [dict(s) for s in sec["schedules"] if s["name"] in chosen]
     pair = {"a": _class_keys(config, stage_class(config, a)), "b": _class_keys(config, stage_class(config, b))}
     return merge(_model(config), {"schedules": {"schedules": entries, "commitment": commitment}, "pair": pair})
 
