@@ -29,8 +29,20 @@ def main() -> None:
     ap.add_argument("--compare", help="an earlier run's directory: compare every Parquet table byte for byte")
     args = ap.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="diffxai-demo-"))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
-           "--configfile", str(REPO / "config" / "config.yaml"), "--cores", str(args.cores), "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        "--cores",
+        str(args.cores),
+        "--quiet",
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
@@ -48,7 +60,9 @@ def main() -> None:
     if args.compare:
         other = Path(args.compare)
         tables = sorted(p.relative_to(work) for p in (work / "results").rglob("*.parquet"))
-        differ = [str(t) for t in tables if not (other / t).is_file() or (other / t).read_bytes() != (work / t).read_bytes()]
+        differ = [
+            str(t) for t in tables if not (other / t).is_file() or (other / t).read_bytes() != (work / t).read_bytes()
+        ]
         print(f"{len(tables) - len(differ)}/{len(tables)} Parquet tables byte-identical to {other}")
         if differ:
             sys.exit(f"differ: {differ}")

@@ -47,8 +47,10 @@ def main() -> None:
     batched, t_batched = timed(lambda xs: classify(clf, xs, args.batch_size, args.device))
     naive, t_naive = timed(lambda xs: classify(clf, xs, 1, args.device))
     torch.testing.assert_close(batched, naive, rtol=1e-4, atol=1e-4)
-    print(f"likelihood ({args.arch}, {args.n} images {c}x{args.size}x{args.size}, {args.device}, "
-          f"{torch.get_num_threads()} threads)")  # fmt: skip
+    print(
+        f"likelihood ({args.arch}, {args.n} images {c}x{args.size}x{args.size}, {args.device}, "
+        f"{torch.get_num_threads()} threads)"
+    )
     print(f"  one image per call : {args.n / t_naive:10.1f} images/s")
     print(f"  batched ({args.batch_size:4d})     : {args.n / t_batched:10.1f} images/s")
     print(f"  ratio batched/naive: {t_naive / t_batched:10.1f}x  (same logits within 1e-4)")

@@ -53,8 +53,19 @@ def job_stats(output: str) -> Counter:
 
 def dry_run(snapshot: Path, work: Path, config: Path, *args: str) -> tuple[Counter, float, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(snapshot / "src"))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(snapshot / "Snakefile"), "--directory", str(work),
-           "--configfile", str(config), "--dry-run", *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(snapshot / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(config),
+        "--dry-run",
+        *args,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     seconds = time.perf_counter() - t0
@@ -88,8 +99,10 @@ def config_cases(cfg: dict) -> list[tuple[str, dict]]:
     window = cfg.get("likelihood", {}).get("window", 3)
     return [
         (f"`data.n_images: {n_images} -> {n_images + 1}`", _set(cfg, "data.n_images", lambda v: n_images + 1)),
-        (f"`models.evaluation.samples_per_class: {spc} -> {spc + 1}`",
-         _set(cfg, "models.evaluation.samples_per_class", lambda v: spc + 1)),  # fmt: skip
+        (
+            f"`models.evaluation.samples_per_class: {spc} -> {spc + 1}`",
+            _set(cfg, "models.evaluation.samples_per_class", lambda v: spc + 1),
+        ),
         ("the same YAML with its keys in another order", _reordered(cfg)),
         ("`models.evaluation.guidance: 2.0` written as `2`", _set(cfg, "models.evaluation.guidance", lambda v: 2)),
         ("`resources.mem_mb: 8000` (execution only)", _set(cfg, "resources.mem_mb", lambda v: 8000)),

@@ -93,8 +93,8 @@ def get_class_images(wildcards):
     """Real images of a class folder, so that editing a photo reruns its class."""
     if config["data"]["source"] != "folder":
         return []
-    from diffxai.config.experiment import class_folder, class_spec
-    from diffxai.core.files import list_images
+    from diffxai.config.experiment import class_spec
+    from diffxai.core.files import class_folder, list_images
 
     cls = class_spec(config, wildcards.cls)
     return [

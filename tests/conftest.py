@@ -25,15 +25,29 @@ torch.set_num_threads(1)
 def snakemake_cmd(workdir: Path, *args: str, configfile: Path = TINY) -> list[str]:
     """A snakemake command line running this repository's Snakefile in ``workdir``."""
     return [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(configfile), *args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
 
 
 def run_snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: bool = True, timeout: int = 900):
     # progress lines after every chunk, so the tiny runs' logs show what a long run logs every 30 s
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", DIFFXAI_TRACK_PARAMS="1",
-               DIFFXAI_PROGRESS_SECONDS="0")  # fmt: skip
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO / "src"),
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        DIFFXAI_TRACK_PARAMS="1",
+        DIFFXAI_PROGRESS_SECONDS="0",
+    )
     proc = subprocess.run(
         snakemake_cmd(workdir, *args, configfile=configfile), capture_output=True, text=True, env=env, timeout=timeout
     )

@@ -29,11 +29,17 @@ def build_tiny_pixel_ddpm(path: Path, image_size: int = 16, channels: int = 3, n
 
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=image_size, in_channels=channels, out_channels=channels, block_out_channels=(8, 16),
-        layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=4,
+        sample_size=image_size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        attention_head_dim=4,
         num_class_embeds=None if n_classes is None else n_classes + 1,
-    )  # fmt: skip
+    )
     sched = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
     DDPMPipeline(unet=unet, scheduler=sched).save_pretrained(path, safe_serialization=True)
     return path

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import REPO, run_snakemake
 from diffxai.config import check_config
 from diffxai.core.errors import DiffxaiError
-from conftest import REPO, run_snakemake
 from helpers import (
     build_tiny_pixel_ddpm,
     build_tiny_resnet_state_dict,
@@ -58,8 +58,10 @@ CONFIG_CASES = {
     "wrong_type": ({"noise": {"n_levels": "many"}}, "config.noise.n_levels"),
     "wrong_type_nested": ({"saliency": {"rise": {"p": "half"}}}, "config.saliency.rise.p"),
     "empty_class_list": ({"classes": []}, "config.classes"),
-    "duplicate_class_names": ({"classes": [{"name": "a", "index": 1}, {"name": "a", "index": 2}]},
-                              "config.classes[1].name"),
+    "duplicate_class_names": (
+        {"classes": [{"name": "a", "index": 1}, {"name": "a", "index": 2}]},
+        "config.classes[1].name",
+    ),
     "unknown_class_index": ({"classes": [{"name": "digit_3", "index": 12}]}, "config.classes[0].index"),
     "negative_class_index": ({"classes": [{"name": "digit_3", "index": -1}]}, "config.classes[0].index"),
     "too_few_noise_levels": ({"noise": {"n_levels": 1}}, "config.noise.n_levels"),
@@ -69,23 +71,35 @@ CONFIG_CASES = {
     "rise_keep_probability": ({"saliency": {"rise": {"p": 1.5}}}, "config.saliency.rise.p"),
     "schedule_more_steps_than_timesteps": (
         {"schedules": {"schedules": [{"name": "uniform", "kind": "uniform", "n_steps": 5000}]}},
-        "config.schedules.schedules[0].n_steps"),
+        "config.schedules.schedules[0].n_steps",
+    ),
     "schedule_negative_gamma": (
         {"schedules": {"schedules": [{"name": "early", "kind": "early", "gamma": -1, "n_steps": 4}]}},
-        "config.schedules.schedules[0].gamma"),
-    "commitment_unknown_schedule": ({"schedules": {"commitment": {"schedules": ["nope"]}}},
-                                    "config.schedules.commitment.schedules[0]"),
+        "config.schedules.schedules[0].gamma",
+    ),
+    "commitment_unknown_schedule": (
+        {"schedules": {"commitment": {"schedules": ["nope"]}}},
+        "config.schedules.commitment.schedules[0]",
+    ),
     "unknown_concept": ({"components": {"concepts": ["digit_9"]}}, "config.components.concepts[0]"),
     "experiment_escapes_results": ({"experiment": "../elsewhere"}, "config.experiment"),
     "class_name_escapes_results": ({"classes": [{"name": "../../x", "index": 3}]}, "config.classes[0].name"),
-    "missing_classifier_checkpoint": ({"models": {"classifier": {"source": "state_dict", "path": "/nonexistent/clf.pt"}}},
-                                      "/nonexistent/clf.pt"),
+    "missing_classifier_checkpoint": (
+        {"models": {"classifier": {"source": "state_dict", "path": "/nonexistent/clf.pt"}}},
+        "/nonexistent/clf.pt",
+    ),
     "missing_diffusion_checkpoint": (
-        {"data": {"source": "folder", "root": "/nonexistent/photos", "channels": 3},
-         "models": {"diffusion": {"source": "pretrained", "id": "/nonexistent/ddpm"}, "classifier": {"source": "torchvision"}},
-         "classes": [{"name": "tiger", "index": 292}]},
-        "/nonexistent/ddpm"),
-}  # fmt: skip
+        {
+            "data": {"source": "folder", "root": "/nonexistent/photos", "channels": 3},
+            "models": {
+                "diffusion": {"source": "pretrained", "id": "/nonexistent/ddpm"},
+                "classifier": {"source": "torchvision"},
+            },
+            "classes": [{"name": "tiger", "index": 292}],
+        },
+        "/nonexistent/ddpm",
+    ),
+}
 
 
 def one_line_config_error(cfg: dict) -> str:
@@ -118,7 +132,9 @@ MALFORMED = "experiment: x\nclasses: [a, b\n  seed: 3\n"
 
 def _diffxai(tmp_path, *args):
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    return subprocess.run([sys.executable, "-m", "diffxai", *args], cwd=tmp_path, capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "diffxai", *args], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
 
 
 def test_malformed_yaml_names_the_file_and_line(tmp_path, monkeypatch, capsys):
@@ -126,7 +142,10 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path, monkeypatch, capsys):
 
     (tmp_path / "bad.yaml").write_text(MALFORMED)
     monkeypatch.chdir(tmp_path)
-    for args in (["check", "bad.yaml"], ["run", "--cores", "1", "-s", str(REPO / "Snakefile"), "--configfile", "bad.yaml"]):
+    for args in (
+        ["check", "bad.yaml"],
+        ["run", "--cores", "1", "-s", str(REPO / "Snakefile"), "--configfile", "bad.yaml"],
+    ):
         assert main(args) == 1
         assert error_lines(capsys.readouterr().err) == [
             "diffxai config error: bad.yaml:3: malformed YAML (expected ',' or ']', but got ':')"
@@ -177,8 +196,20 @@ def test_a_configfile_replaces_the_demo_config(tmp_path):
     merged into it: the SD config has no digits, and the demo's digit classes must not leak in."""
     shutil.copytree(REPO / "config", tmp_path / "config")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
-           "--cores", "1", "--configfile", "config/sd14.yaml"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "-n",
+        "--cores",
+        "1",
+        "--configfile",
+        "config/sd14.yaml",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "digit_" not in proc.stdout + proc.stderr
@@ -203,10 +234,12 @@ def test_bad_image_files_name_the_path(tmp_path, problem):
         bad.write_bytes(b"")
     cfg = tiny_config(
         data={"source": "folder", "root": str(root), "channels": 3, "image_size": 16, "n_images": 1},
-        models={"diffusion": {"source": "pretrained", "id": "google/ddpm-cat-256"},
-                "classifier": {"source": "torchvision", "arch": "resnet18"}},
+        models={
+            "diffusion": {"source": "pretrained", "id": "google/ddpm-cat-256"},
+            "classifier": {"source": "torchvision", "arch": "resnet18"},
+        },
         classes=[{"name": "tiger", "index": 292}, {"name": "lion", "index": 291}],
-    )  # fmt: skip
+    )
     assert str(bad) in one_line_config_error(cfg)
 
 
@@ -274,13 +307,26 @@ def _broken(checkpoints, problem: str) -> tuple[dict, str]:
             save_file(sd, resnet)
         expected = resnet
     cfg = {
-        "experiment": "broken", "seed": 0, "device": "cpu", "stages": ["models", "trajectories", "likelihood"],
-        "models": {"diffusion": {"source": "pretrained", "id": ddpm},
-                   "classifier": {"source": "state_dict", "arch": arch, "path": resnet}},
-        "data": {"source": "folder", "root": str(checkpoints["photos"]), "image_size": 16, "channels": 3, "n_images": 1},
+        "experiment": "broken",
+        "seed": 0,
+        "device": "cpu",
+        "stages": ["models", "trajectories", "likelihood"],
+        "models": {
+            "diffusion": {"source": "pretrained", "id": ddpm},
+            "classifier": {"source": "state_dict", "arch": arch, "path": resnet},
+        },
+        "data": {
+            "source": "folder",
+            "root": str(checkpoints["photos"]),
+            "image_size": 16,
+            "channels": 3,
+            "n_images": 1,
+        },
         "classes": [{"name": "tiger", "index": 292}, {"name": "lion", "index": 291}],
-        "noise": {"n_levels": 3, "n_draws": 1}, "likelihood": {"window": 2}, "plots": {"dpi": 50},
-    }  # fmt: skip
+        "noise": {"n_levels": 3, "n_draws": 1},
+        "likelihood": {"window": 2},
+        "plots": {"dpi": 50},
+    }
     return cfg, expected
 
 
@@ -300,8 +346,8 @@ def _load_what_the_jobs_load(cfg: dict) -> None:
     """What the first jobs of a pretrained-model run do with the checkpoints: load the diffusion
     model (trajectories_build) and run the classifier on images (likelihood_compute)."""
     from diffxai.io.images import load_folder
-    from diffxai.models.loading import load_backend
     from diffxai.models.classifiers import classify, load_classifier
+    from diffxai.models.loading import load_backend
 
     m = cfg["models"]
     model = load_backend("pixel", m["diffusion"]["id"], "cpu", channels=cfg["data"]["channels"])

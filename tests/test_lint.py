@@ -14,10 +14,23 @@ ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(R
 
 def test_snakemake_lint_is_clean(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(REPO / "config" / "config.yaml")],  # fmt: skip
-        capture_output=True, text=True, env=ENV, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--lint",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     out = (proc.stdout + proc.stderr).strip()
     offenders = sorted({line.strip() for line in out.splitlines() if line.startswith("Lints for")})
     assert proc.returncode == 0 and not offenders, "snakemake --lint:\n" + "\n".join(offenders) + "\n\n" + out[-4000:]

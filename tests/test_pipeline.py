@@ -8,7 +8,11 @@ import re
 import numpy as np
 import pandas as pd
 import yaml
+
 from conftest import TINY, run_snakemake
+from diffxai.io.tables import read_metadata
+from diffxai.metrics.curves import INTERVAL_COLUMNS
+from diffxai.stages.likelihood import LIKELIHOOD_COLUMNS
 from helpers import (
     build_tiny_pixel_ddpm,
     build_tiny_resnet_state_dict,
@@ -16,10 +20,6 @@ from helpers import (
     write_config,
     write_image_folder,
 )
-
-from diffxai.io.tables import read_metadata
-from diffxai.metrics.curves import INTERVAL_COLUMNS
-from diffxai.stages.likelihood import LIKELIHOOD_COLUMNS
 
 FOUNDATION = ["models", "trajectories", "likelihood"]
 
@@ -72,10 +72,18 @@ def test_dry_run_plans_the_foundation_jobs(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "--cores", "1", configfile=cfg)
     jobs = _planned_jobs(proc.stdout + proc.stderr)
     assert jobs == {
-        "all": 1, "models_train_ddpm": 1, "models_train_classifier": 1, "models_evaluate": 1, "models_plot": 1,
-        "trajectories_build": 2, "trajectories_plot": 1, "likelihood_compute": 2, "likelihood_aggregate": 1,
-        "likelihood_plot": 1, "report_tables": 1,
-    }  # fmt: skip
+        "all": 1,
+        "models_train_ddpm": 1,
+        "models_train_classifier": 1,
+        "models_evaluate": 1,
+        "models_plot": 1,
+        "trajectories_build": 2,
+        "trajectories_plot": 1,
+        "likelihood_compute": 2,
+        "likelihood_aggregate": 1,
+        "likelihood_plot": 1,
+        "report_tables": 1,
+    }
 
 
 def test_poster_config_on_tiny_checkpoints(tmp_path, monkeypatch):
@@ -85,20 +93,22 @@ def test_poster_config_on_tiny_checkpoints(tmp_path, monkeypatch):
     root = write_image_folder(tmp_path / "photos", names, n=2)
     ddpm = build_tiny_pixel_ddpm(tmp_path / "ddpm-cat-tiny", image_size=16, channels=3)
     weights = build_tiny_resnet_state_dict(tmp_path / "resnet18.safetensors", num_classes=1000)
-    poster = yaml.safe_load(open(TINY.parents[2] / "config" / "imagenet_cats.yaml"))
+    poster = yaml.safe_load((TINY.parents[2] / "config" / "imagenet_cats.yaml").read_text())
     cfg = {
         **poster,
         "experiment": "cats-tiny",
         "stages": FOUNDATION,
         "device": "cpu",
         "resources": {"gpu": 0, "mem_mb": 2000, "runtime": 10},
-        "models": {"diffusion": {"source": "pretrained", "id": str(ddpm)},
-                   "classifier": {"source": "state_dict", "arch": "resnet18", "path": str(weights)}},
+        "models": {
+            "diffusion": {"source": "pretrained", "id": str(ddpm)},
+            "classifier": {"source": "state_dict", "arch": "resnet18", "path": str(weights)},
+        },
         "data": {"source": "folder", "root": str(root), "image_size": 16, "channels": 3, "n_images": 2},
         "noise": {"n_levels": 4, "n_draws": 2},
         "likelihood": {"window": 2},
         "plots": {"dpi": 50},
-    }  # fmt: skip
+    }
     assert [c["index"] for c in poster["classes"]] == [283, 284, 285, 292]
     assert poster["noise"]["n_levels"] == 100 and poster["models"]["classifier"]["weights"] == "IMAGENET1K_V1"
     run_snakemake(tmp_path, "--cores", "2", configfile=write_config(tmp_path / "cats.yaml", cfg))

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import yaml
+
 from conftest import REPO, TINY, run_snakemake, snakemake_cmd
 
 FOUNDATION_TABLES = ["models", "likelihood", "critical_intervals"]
@@ -41,9 +42,20 @@ def test_one_core_jobs_are_byte_identical_to_the_two_core_run(tiny_run, tmp_path
     shutil.copytree(tiny_run.parents[1], work, symlinks=True, ignore=shutil.ignore_patterns("locks"))
     res = work / "results" / "tiny"
     targets = [f"results/tiny/{t}" for t in ONE_CORE_JOBS]
-    run_snakemake(work, "--cores", "1", "--forcerun", *targets, "--allowed-rules",
-                  "attribution_compute", "saliency_compute", "schedules_generate", "components_concept",
-                  "--", *targets)  # fmt: skip
+    run_snakemake(
+        work,
+        "--cores",
+        "1",
+        "--forcerun",
+        *targets,
+        "--allowed-rules",
+        "attribution_compute",
+        "saliency_compute",
+        "schedules_generate",
+        "components_concept",
+        "--",
+        *targets,
+    )
     for t in ONE_CORE_JOBS:
         assert (res / t).stat().st_mtime > (tiny_run / t).stat().st_mtime, f"{t} was not redone"
         assert (res / t).read_bytes() == (tiny_run / t).read_bytes(), f"{t} differs between --cores 2 and 1"
@@ -54,8 +66,13 @@ def test_killed_run_resumes_with_rerun_incomplete(tiny_run, tmp_path):
     uninterrupted run (so they also do not depend on which other jobs ran)."""
     cfg = _foundation_config(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(snakemake_cmd(tmp_path, "--cores", "1", configfile=cfg), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        snakemake_cmd(tmp_path, "--cores", "1", configfile=cfg),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     # kill the whole run (snakemake and its job) while the DDPM is training
     log = tmp_path / "results" / "tiny" / "logs" / "models_train_ddpm.log"
     deadline = time.time() + 120
@@ -97,9 +114,18 @@ def test_model_files_load_only_safely():
 
 
 # every long-running rule; its log must show how far it is (counts and a rate)
-LONG_RULES = ["models_train_ddpm", "models_train_classifier", "trajectories_build", "likelihood_compute",
-              "attribution_compute", "saliency_compute", "schedules_generate", "schedules_commitment",
-              "components_baseline", "components_concept"]  # fmt: skip
+LONG_RULES = [
+    "models_train_ddpm",
+    "models_train_classifier",
+    "trajectories_build",
+    "likelihood_compute",
+    "attribution_compute",
+    "saliency_compute",
+    "schedules_generate",
+    "schedules_commitment",
+    "components_baseline",
+    "components_concept",
+]
 PROGRESS = re.compile(r"\d+/\d+ .*\(\d+(\.\d+)? [\w ]+/s")
 
 

@@ -7,8 +7,8 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import run_snakemake
 
+from conftest import run_snakemake
 from diffxai.plots.report import table_html
 
 pytestmark = pytest.mark.e2e

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import REPO, TINY
 
 pytestmark = pytest.mark.e2e
@@ -98,8 +99,19 @@ def test_tiny_run_on_slurm_equals_the_local_run(slurm_env, tiny_run, tmp_path):
     (tmp_path / "tiny_slurm.yaml").write_text(yaml.safe_dump(cfg))
     work = tmp_path / "work"
     env = dict(slurm_env, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(tmp_path / "profile"), "-s", str(REPO / "Snakefile"),
-           "--directory", str(work), "--configfile", str(tmp_path / "tiny_slurm.yaml")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        str(tmp_path / "profile"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(tmp_path / "tiny_slurm.yaml"),
+    ]
     started = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT)
@@ -112,8 +124,11 @@ def test_tiny_run_on_slurm_equals_the_local_run(slurm_env, tiny_run, tmp_path):
     # Every job went through sbatch; the likelihood jobs were allocated the GPU GRES.
     acct = subprocess.run(
         ["sacct", "-X", "-n", "-P", "-o", "JobName,Comment,State,AllocTRES", "--starttime", "now-1day"],
-        capture_output=True, text=True, env=slurm_env, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=slurm_env,
+        check=True,
+    ).stdout
     rows = [line.split("|") for line in acct.strip().splitlines()]
     assert rows, "sacct shows no jobs"
     run_name = rows[-1][0]  # every job of one snakemake run has the run's UUID as its name

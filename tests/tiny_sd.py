@@ -26,11 +26,54 @@ from pathlib import Path
 import torch
 
 #: Words that get whole-word tokens (any other lowercase ASCII text falls back to characters).
-WORDS = (
-    "a an the of in on with and photo image picture painting style cat dog church fish tench "
-    "golf ball truck parachute tiger persian siamese egyptian car red blue green house tree "
-    "person man woman zero one two three four five six seven eight nine digit"
-).split()
+WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "with",
+    "and",
+    "photo",
+    "image",
+    "picture",
+    "painting",
+    "style",
+    "cat",
+    "dog",
+    "church",
+    "fish",
+    "tench",
+    "golf",
+    "ball",
+    "truck",
+    "parachute",
+    "tiger",
+    "persian",
+    "siamese",
+    "egyptian",
+    "car",
+    "red",
+    "blue",
+    "green",
+    "house",
+    "tree",
+    "person",
+    "man",
+    "woman",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "digit",
+]
 MAX_LENGTH = 16  # tokenizer.model_max_length == text encoder max_position_embeddings
 SAMPLE_SIZE = 8  # latent side; images are 2x larger (VAE with two blocks)
 

@@ -25,8 +25,9 @@ def test_table_equals_the_golden_table(tiny_run, name):
     for col in want.columns:
         a, b = want[col].to_numpy(), got[col].to_numpy()
         if np.issubdtype(a.dtype, np.floating) or np.issubdtype(b.dtype, np.floating):
-            np.testing.assert_allclose(b.astype(float), a.astype(float), rtol=1e-5, atol=1e-7, equal_nan=True,
-                                       err_msg=f"{name}.{col}")  # fmt: skip
+            np.testing.assert_allclose(
+                b.astype(float), a.astype(float), rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=f"{name}.{col}"
+            )
         else:
             assert list(map(str, b)) == list(map(str, a)), f"{name}.{col}"
 

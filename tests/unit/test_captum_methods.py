@@ -150,12 +150,15 @@ def test_reader_follows_python_semantics(tmp_path):
     (root / "attr" / "_core").mkdir(parents=True)
     (root / "__init__.py").write_text('__version__ = "0.0-test"\n')
     (root / "attr" / "_core" / "__init__.py").write_text("")
-    (root / "attr" / "__init__.py").write_text(textwrap.dedent("""
+    (root / "attr" / "__init__.py").write_text(
+        textwrap.dedent("""
         from ._core.base import Attribution, LayerAttribution, NeuronAttribution, NoiseTunnel
         from captum.attr._core.m import A, B, C, D, Assigned, Stat, Outside
         from ._core import m as mod
-    """))
-    (root / "attr" / "_core" / "base.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (root / "attr" / "_core" / "base.py").write_text(
+        textwrap.dedent("""
         from typing import Generic, TypeVar
         T = TypeVar("T")
         class Attribution:
@@ -167,8 +170,10 @@ def test_reader_follows_python_semantics(tmp_path):
         class NeuronAttribution(Internal): ...
         class NoiseTunnel(Attribution):
             def __init__(self, attribution_method): ...
-    """))
-    (root / "attr" / "_core" / "m.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (root / "attr" / "_core" / "m.py").write_text(
+        textwrap.dedent("""
         import typing
         from functools import wraps
         import torch.nn as nn
@@ -194,13 +199,20 @@ def test_reader_follows_python_semantics(tmp_path):
             @staticmethod
             def attribute(inputs): ...
         class Outside(nn.Module, A): ...
-    """))
+    """)
+    )
     index = cm.CaptumIndex(root, "0.0-test")
     a, b, d = index.read("A"), index.read("B"), index.read("D")
     assert a.kind == INPUT and a.signature.init == (("self", False), ("forward_func", False))
     assert a.signature.attribute == ("self", "inputs", "y", "args", "z", "w", "kw")
-    assert b.signature.init == (("self", False), ("model", False), ("extra", False), ("q", False), ("r", True),
-                                ("opts", False))
+    assert b.signature.init == (
+        ("self", False),
+        ("model", False),
+        ("extra", False),
+        ("q", False),
+        ("r", True),
+        ("opts", False),
+    )
     assert d.signature.attribute == ("self", "inputs", "c")  # D -> B -> C -> A: C.attribute wins
     assert [k[2] for k in index.mro(("captum", "captum.attr._core.m", "D"))] == ["D", "B", "C", "A", "Attribution"]
     assert index.read("LayerAttribution").kind == LAYER and index.read("NoiseTunnel").kind == NOISE_TUNNEL

@@ -111,8 +111,15 @@ def cases():
                 for j, kind in enumerate(KINDS):
                     for dt in (F32, F64):
                         a, b = pair(400 + 10 * i + j, shape, dt, -dr / 2, dr / 2, kind)
-                        p = {"shape": shape, "bcast": bcast, "window": win, "sigma": sig, "data_range": dr,
-                             "kind": kind, "dtype": dt}
+                        p = {
+                            "shape": shape,
+                            "bcast": bcast,
+                            "window": win,
+                            "sigma": sig,
+                            "data_range": dr,
+                            "kind": kind,
+                            "dtype": dt,
+                        }
                         add("S.ssim", (a[:1] if bcast else a, b), **p)
                         if shape[-1] <= 16 and dt == F32 and kind in ("noisy", "const", "blocky") and sig != 0.8:
                             add("S.struct", (a[:1] if bcast else a, b), **p)
@@ -147,15 +154,28 @@ def cases():
                 for j, kind in enumerate(KINDS):
                     for dt in (F32, F64):
                         ab = pair(800 + 10 * i + j, shape, dt, 0, dr, kind)
-                        p = {"shape": shape, "window": win, "sigma": sig, "data_range": dr, "luminance": lum,
-                             "kind": kind, "dtype": dt}
+                        p = {
+                            "shape": shape,
+                            "window": win,
+                            "sigma": sig,
+                            "data_range": dr,
+                            "luminance": lum,
+                            "kind": kind,
+                            "dtype": dt,
+                        }
                         add("T.ssim", ab, **p)
     for i, shape in enumerate([(2, 1, 8, 8), (2, 3, 16, 16), (2, 3, 64, 64)]):
         for s in (0.5, 1.0, 2.0):
             for j, kind in enumerate(("noisy", "unrelated", "blocky")):
                 for dt in (F32, F64):
-                    add("T.band", pair(900 + 10 * i + j, shape, dt, -1, 1, kind), shape=shape, sigma=s, kind=kind,
-                        dtype=dt)
+                    add(
+                        "T.band",
+                        pair(900 + 10 * i + j, shape, dt, -1, 1, kind),
+                        shape=shape,
+                        sigma=s,
+                        kind=kind,
+                        dtype=dt,
+                    )
     return out
 
 
@@ -255,8 +275,10 @@ def test_every_recorded_output_is_checked(recorded):
 # ---------------------------------------------------------------------------- 2. known answers
 
 
-@pytest.mark.parametrize("sigma,size,radius", [(1.5, 11, None), (5.0, 11, None), (1.0, 4, None), (0.7, None, None),
-                                               (2.0, None, 3), (3.3, None, None)])  # fmt: skip
+@pytest.mark.parametrize(
+    "sigma,size,radius",
+    [(1.5, 11, None), (5.0, 11, None), (1.0, 4, None), (0.7, None, None), (2.0, None, 3), (3.3, None, None)],
+)
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_kernel_is_normalised_and_symmetric(sigma, size, radius, dtype):
     k = gaussian_kernel1d(sigma, size, radius=radius, dtype=dtype)

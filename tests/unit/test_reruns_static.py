@@ -94,8 +94,16 @@ def test_hash_ignores_comments_docstrings_and_layout(tmp_path):
 def test_a_change_in_batching_reaches_every_rule_that_batches():
     batching = "diffxai.core.batching"
     users = {p.stem for p in SCRIPTS if batching in closure(p)}
-    for rule in ("schedules_generate", "schedules_commitment", "components_concept", "components_baseline",
-                 "attribution_compute", "saliency_compute", "likelihood_compute", "trajectories_build"):  # fmt: skip
+    for rule in (
+        "schedules_generate",
+        "schedules_commitment",
+        "components_concept",
+        "components_baseline",
+        "attribution_compute",
+        "saliency_compute",
+        "likelihood_compute",
+        "trajectories_build",
+    ):
         assert rule in users, f"{rule}'s code hash does not cover core.batching"
     # and plots / aggregates that never batch are not rerun by it
     assert "likelihood_plot" not in users
@@ -103,7 +111,9 @@ def test_a_change_in_batching_reaches_every_rule_that_batches():
 
 def test_module_digest_is_stable():
     assert module_digest("diffxai.core.seeding") == module_digest("diffxai.core.seeding")
-    assert code_hash(REPO / "scripts" / "likelihood_compute.py") == code_hash(REPO / "scripts" / "likelihood_compute.py")
+    assert code_hash(REPO / "scripts" / "likelihood_compute.py") == code_hash(
+        REPO / "scripts" / "likelihood_compute.py"
+    )
 
 
 def test_settings_are_canonical_key_order_and_number_type():
@@ -141,12 +151,16 @@ def _wildcards(rule: str, cfg: dict) -> dict:
     ("key", "value", "rerun", "kept"),
     [
         ("data.n_images", 5, {"trajectories_build"}, {"models_train_ddpm", "models_train_classifier"}),
-        ("models.evaluation.samples_per_class", 21, {"models_evaluate"},
-         {"components_concept", "components_baseline", "trajectories_build"}),
+        (
+            "models.evaluation.samples_per_class",
+            21,
+            {"models_evaluate"},
+            {"components_concept", "components_baseline", "trajectories_build"},
+        ),
         ("resources.mem_mb", 8000, set(), set(BUILDERS)),
         ("plots.dpi", 60, {"likelihood_plot"}, {"likelihood_compute", "trajectories_build", "models_train_ddpm"}),
     ],
-)  # fmt: skip
+)
 def test_a_setting_reaches_exactly_the_rules_that_read_it(key, value, rerun, kept):
     cfg = demo_config()
     changed = json.loads(json.dumps(cfg))

@@ -34,7 +34,7 @@ DESIGN_COLUMNS = {
     "token_localisation": "prompt, sample, step, timestep, token, method, iou, pointing_hit, mask_share, baseline_iou, baseline_pointing_hit",
     "component_windows": "concept, window, step_start, step_end, parameter, n_weights, positive_mass, negative_mass, top_overlap",
     "erasure_probes": "concept, edit, window, probe, step, timestep, sample, prob, baseline_prob",
-}  # fmt: skip
+}
 DESIGN_COLUMNS = {k: [c.strip() for c in v.split(",") if c.strip()] for k, v in DESIGN_COLUMNS.items()}
 
 # design.md's "one row per", read as columns (a faithfulness "map" = class, image, draw, step, view, method)
@@ -60,8 +60,14 @@ KEY_FINDINGS = {
 }
 
 # the extra tables the stages write besides the design's
-EXTRA_TABLES = {"schedule_steps", "schedule_distances", "commitment", "commitment_summary", "component_counterfactual",
-                "component_baseline"}  # fmt: skip
+EXTRA_TABLES = {
+    "schedule_steps",
+    "schedule_distances",
+    "commitment",
+    "commitment_summary",
+    "component_counterfactual",
+    "component_baseline",
+}
 
 
 def _param(name, reason_map, reason_prefix=""):
@@ -277,22 +283,25 @@ def test_spec_is_frozen_and_consistent():
 # ---------------------------------------------------------------- per-job tables and paths
 
 
-@pytest.mark.parametrize("rel, name", [
-    ("tables/likelihood.parquet", "likelihood"),
-    ("tables/commitment_summary.parquet", "commitment_summary"),
-    ("likelihood/digit_3.parquet", "likelihood"),
-    ("attribution/ig/digit_3.stats.parquet", "attribution_stats"),
-    ("attribution/occlusion/digit_3.faithfulness.parquet", "faithfulness"),
-    ("attribution/sanity/ig.parquet", "sanity"),
-    ("saliency/dfrise/digit_7.parquet", "saliency_stats"),
-    ("schedules/early.parquet", "schedule_sampling"),
-    ("schedules/early_steps.parquet", "schedule_steps"),
-    ("schedules/commitment/digit_1-to-digit_7.parquet", "commitment"),
-    ("components/baseline.parquet", "component_baseline"),
-    ("components/digit_3/attribution.parquet", "component_attribution"),
-    ("components/digit_3/editing.parquet", "concept_editing"),
-    ("components/digit_3/counterfactual.parquet", "component_counterfactual"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "rel, name",
+    [
+        ("tables/likelihood.parquet", "likelihood"),
+        ("tables/commitment_summary.parquet", "commitment_summary"),
+        ("likelihood/digit_3.parquet", "likelihood"),
+        ("attribution/ig/digit_3.stats.parquet", "attribution_stats"),
+        ("attribution/occlusion/digit_3.faithfulness.parquet", "faithfulness"),
+        ("attribution/sanity/ig.parquet", "sanity"),
+        ("saliency/dfrise/digit_7.parquet", "saliency_stats"),
+        ("schedules/early.parquet", "schedule_sampling"),
+        ("schedules/early_steps.parquet", "schedule_steps"),
+        ("schedules/commitment/digit_1-to-digit_7.parquet", "commitment"),
+        ("components/baseline.parquet", "component_baseline"),
+        ("components/digit_3/attribution.parquet", "component_attribution"),
+        ("components/digit_3/editing.parquet", "concept_editing"),
+        ("components/digit_3/counterfactual.parquet", "component_counterfactual"),
+    ],
+)
 def test_spec_for_path(rel, name):
     assert spec_for_path(Path("results/demo") / rel).name == name
 
@@ -325,16 +334,19 @@ def test_write_table_checks_then_writes(tmp_path):
 # ---------------------------------------------------------------- cross-check against the design
 
 
-@pytest.mark.parametrize("name", [_param(n, {n: "finding: no stage writes this design table yet" for n in NOT_WRITTEN})
-                                  for n in DESIGN_COLUMNS])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [_param(n, dict.fromkeys(NOT_WRITTEN, "finding: no stage writes this design table yet")) for n in DESIGN_COLUMNS],
+)
 def test_spec_covers_design_columns(name):
     assert name in SPECS, f"no spec for the design's table {name}"
     spec = SPECS[name]
     assert [c for c in DESIGN_COLUMNS[name] if c not in spec.required] == []
 
 
-@pytest.mark.xfail(strict=True, reason="finding: design says concept_editing gains a 'window' column; "
-                                       "the stage does not write one")  # fmt: skip
+@pytest.mark.xfail(
+    strict=True, reason="finding: design says concept_editing gains a 'window' column; the stage does not write one"
+)
 def test_concept_editing_has_design_window_column():
     assert "window" in SPECS["concept_editing"].required
 

@@ -20,8 +20,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from diffxai.core.attrspec import INPUT, LAYER, NOISE_TUNNEL, UNKNOWN, CheckedMethod, Signature
-from diffxai.core.attrspec import check_class_kind, check_method_table, is_class_name
+from diffxai.core.attrspec import (
+    INPUT,
+    LAYER,
+    NOISE_TUNNEL,
+    UNKNOWN,
+    CheckedMethod,
+    Signature,
+    check_class_kind,
+    check_method_table,
+    is_class_name,
+)
 from diffxai.core.attrspec import check_method as _check_method
 from diffxai.core.errors import DiffxaiError
 
@@ -132,15 +141,16 @@ class CaptumIndex:
         self.root = Path(root)
         self.version = version
         self._modules: dict[str, _Module | None] = {}
-        self._classes: dict[tuple[str, str], tuple] = {}
-        self._mro: dict[tuple[str, str], list] = {}
+        self._classes: dict[tuple[str, str, str], tuple] = {}
+        self._mro: dict[tuple[str, str, str], list] = {}
         self._read: dict[str, CaptumClass] = {}
         exports = self._module(EXPORTS)
         if exports is None:
             raise Unreadable(f"{self.root / 'attr' / '__init__.py'} is missing")
-        self._bases = {n: self._class_key(EXPORTS, n) for n in _BASES}
-        if None in self._bases.values():
+        bases = {n: self._class_key(EXPORTS, n) for n in _BASES}
+        if None in bases.values():
             raise Unreadable(f"captum.attr does not export {', '.join(_BASES)}")
+        self._bases: dict[str, tuple[str, str]] = {n: k for n, k in bases.items() if k is not None}
 
     # -- modules ---------------------------------------------------------------------------------
 
@@ -243,6 +253,7 @@ class CaptumIndex:
         ``("external", module, name)``."""
         if isinstance(expr, ast.Subscript):  # Generic[T]
             return self._base(module, expr.value)
+        found: tuple | None
         if isinstance(expr, ast.Name):
             found = self._resolve(module, expr.id) or ("external", "builtins", expr.id)
         elif isinstance(expr, ast.Attribute):
@@ -280,8 +291,9 @@ class CaptumIndex:
             members: dict = {}
             for stmt, _ in _statements(node.body):
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name in _MEMBERS:
-                    changing = [_decorator_name(d) for d in stmt.decorator_list
-                                if _decorator_name(d) in _SIGNATURE_CHANGING]
+                    changing = [
+                        _decorator_name(d) for d in stmt.decorator_list if _decorator_name(d) in _SIGNATURE_CHANGING
+                    ]
                     if changing:
                         members[stmt.name] = Unreadable(f"{qualname}.{stmt.name} is a {changing[0]}")
                     else:
@@ -324,23 +336,26 @@ class CaptumIndex:
         """What ``getattr(captum.attr, name)`` is, read from the source; raises :class:`Unreadable`
         when the source does not say plainly."""
         if name not in self._read:
-            key = self._class_key(EXPORTS, name) if is_class_name(name) else None
-            key = ("captum", *key) if key else None
+            class_key = self._class_key(EXPORTS, name) if is_class_name(name) else None
+            key = ("captum", *class_key) if class_key else None
             mro = self.mro(key) if key else []
             attribution, layer, neuron, nt = (("captum", *self._bases[n]) for n in _BASES)
             if key is None or attribution not in mro:
                 self._read[name] = CaptumClass(name, UNKNOWN, *(key[1:] if key else (None, None)))
             else:
                 attribute = self._lookup(key, "attribute")
-                signature = Signature(self._lookup(key, "__init__"),
-                                      None if attribute is None else tuple(p for p, _ in attribute))
+                signature = Signature(
+                    self._lookup(key, "__init__"), None if attribute is None else tuple(p for p, _ in attribute)
+                )
                 kind = NOISE_TUNNEL if key == nt else LAYER if (layer in mro or neuron in mro) else INPUT
                 self._read[name] = CaptumClass(name, kind, key[1], key[2], signature)
         return self._read[name]
 
     def exported_names(self) -> list[str]:
         """The names bound at the top level of ``captum/attr/__init__.py``, sorted."""
-        return sorted(self._module(EXPORTS).bindings)
+        exports = self._module(EXPORTS)
+        assert exports is not None  # checked in __init__; parsed modules are cached
+        return sorted(exports.bindings)
 
 
 def _absolute(module: str | None, level: int, package: str) -> str:
@@ -379,10 +394,11 @@ def _installed() -> tuple[str, str]:
     init = root / "__init__.py"
     if init.is_file():
         for node in ast.parse(init.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__version__"
-                                                    for t in node.targets):
-                if isinstance(node.value, ast.Constant):
-                    version = str(node.value.value)
+            if not isinstance(node, ast.Assign):
+                continue
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            if "__version__" in names and isinstance(node.value, ast.Constant):
+                version = str(node.value.value)
     if version is None:
         from importlib.metadata import PackageNotFoundError
         from importlib.metadata import version as dist_version
@@ -420,6 +436,7 @@ def captum_signature(name: str, where: str) -> Signature:
         problem = f"cannot read {name!r} from Captum {index.version}'s source: {exc}"
         raise DiffxaiError(f"{where}.captum", problem) from None
     check_class_kind(name, info.kind, where)
+    assert info.signature is not None  # read() sets a signature on every INPUT class
     return info.signature
 
 

@@ -10,19 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffxai.config.captum_methods import check_methods
-from diffxai.config.experiment import diffusion_label, n_classifier_classes, num_timesteps
-from diffxai.core.errors import DiffxaiError
-from diffxai.core.timesteps import check_schedule_args
-from diffxai.core.argchecks import EDIT_RULES, check_rho
-from diffxai.core.argchecks import check_eval_args, check_rise_args
-from diffxai.config.experiment import DEMO_N_CLASSES
-from diffxai.config.experiment import class_folder
-from diffxai.config.experiment import commitment_pairs
-from diffxai.config.experiment import eval_classes
-from diffxai.config.experiment import is_sd
-from diffxai.config.experiment import select_steps
-from diffxai.config.experiment import stage_classes
+from diffxai.config.experiment import (
+    DEMO_N_CLASSES,
+    commitment_pairs,
+    diffusion_label,
+    eval_classes,
+    is_sd,
+    n_classifier_classes,
+    num_timesteps,
+    select_steps,
+    stage_classes,
+)
 from diffxai.config.load import SCHEMA_PATH, apply_schema
+from diffxai.core.argchecks import EDIT_RULES, check_eval_args, check_rho, check_rise_args
+from diffxai.core.errors import DiffxaiError
+from diffxai.core.files import class_folder
+from diffxai.core.timesteps import check_schedule_args
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, check_files: bool = True) -> dict:
@@ -62,14 +65,20 @@ def _check_semantics(config: dict, check_files: bool) -> None:
     n = n_classifier_classes(config)
     for i, c in enumerate(config["classes"]):
         if c["index"] >= n:
-            raise DiffxaiError(f"config.classes[{i}].index", f"unknown class {c['index']}: the classifier has {n} classes")
+            raise DiffxaiError(
+                f"config.classes[{i}].index", f"unknown class {c['index']}: the classifier has {n} classes"
+            )
     models, data = config["models"], config["data"]
     T = num_timesteps(config)
     if config["noise"]["n_levels"] > T:
-        raise DiffxaiError("config.noise.n_levels", f"{config['noise']['n_levels']} must be in [2, {T}] (the model's timesteps)")
+        raise DiffxaiError(
+            "config.noise.n_levels", f"{config['noise']['n_levels']} must be in [2, {T}] (the model's timesteps)"
+        )
     if models["diffusion"]["source"] == "demo":
         if data["source"] != "digits":
-            raise DiffxaiError("config.models.diffusion.source", "the demo model trains on digits: set data.source: digits")
+            raise DiffxaiError(
+                "config.models.diffusion.source", "the demo model trains on digits: set data.source: digits"
+            )
         for i, c in enumerate(config["classes"]):
             if diffusion_label(c) >= DEMO_N_CLASSES:
                 raise DiffxaiError(f"config.classes[{i}].label", f"unknown digit class {diffusion_label(c)}")
@@ -81,7 +90,9 @@ def _check_semantics(config: dict, check_files: bool) -> None:
             raise DiffxaiError(dm, "diffusion checkpoint path does not exist")
     clf = models["classifier"]
     if clf["source"] == "demo" and data["source"] != "digits":
-        raise DiffxaiError("config.models.classifier.source", "the demo classifier trains on digits: set data.source: digits")
+        raise DiffxaiError(
+            "config.models.classifier.source", "the demo classifier trains on digits: set data.source: digits"
+        )
     if clf["source"] == "state_dict":
         if not clf["path"]:
             raise DiffxaiError("config.models.classifier.path", "required when source is state_dict")
@@ -113,9 +124,13 @@ def check_components_config(config: dict) -> dict:
         raise DiffxaiError("config.components.concepts", "list at least one concept (a config.classes name)")
     for i, concept in enumerate(cc["concepts"]):
         if concept not in names:
-            raise DiffxaiError(f"config.components.concepts[{i}]", f"unknown concept {concept!r} (known classes: {names})")
+            raise DiffxaiError(
+                f"config.components.concepts[{i}]", f"unknown concept {concept!r} (known classes: {names})"
+            )
     if not cc["sweep"]:
-        raise DiffxaiError("config.components.sweep", "list at least one edit ({rule: per_row, rho: ...} or {rule: global, k: ...})")
+        raise DiffxaiError(
+            "config.components.sweep", "list at least one edit ({rule: per_row, rho: ...} or {rule: global, k: ...})"
+        )
     for i, point in enumerate(cc["sweep"]):
         where = f"config.components.sweep[{i}]"
         if point["rule"] == "per_row":
@@ -127,9 +142,14 @@ def check_components_config(config: dict) -> dict:
                 raise DiffxaiError(f"{where}.k", "the global rule needs k >= 1")
         else:
             raise DiffxaiError(f"{where}.rule", f"unknown edit rule {point['rule']!r} (use one of {EDIT_RULES})")
-    if cc["amplify_images"] == "real" and config["models"]["diffusion"]["type"] == "stable_diffusion" \
-            and config["data"]["source"] != "folder":  # fmt: skip
-        raise DiffxaiError("config.components.amplify_images", "real images for Stable Diffusion need data.source: folder")
+    if (
+        cc["amplify_images"] == "real"
+        and config["models"]["diffusion"]["type"] == "stable_diffusion"
+        and config["data"]["source"] != "folder"
+    ):
+        raise DiffxaiError(
+            "config.components.amplify_images", "real images for Stable Diffusion need data.source: folder"
+        )
     return cc
 
 
@@ -145,7 +165,9 @@ def check_saliency_config(config: dict) -> None:
         raise DiffxaiError("config.saliency.sampling_steps", f"{n} must be in [2, {T}] (the model's timesteps)")
     for i, step in enumerate(s["steps"]):
         if not 0 <= int(step) < n:
-            raise DiffxaiError(f"config.saliency.steps[{i}]", f"step {step} is outside the {n}-step schedule (0..{n - 1})")
+            raise DiffxaiError(
+                f"config.saliency.steps[{i}]", f"step {step} is outside the {n}-step schedule (0..{n - 1})"
+            )
     r, e = s["rise"], s["evaluation"]
     check_rise_args(r["n_masks"], r["p"], r["mask"], r["grid_size"], r["batch_size"])
     check_eval_args(e["n_points"], e["score"], e["target"])

@@ -3,10 +3,12 @@ the model kind, the classes of each stage, T). Plain dicts in, plain values out;
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 from diffxai.core.errors import DiffxaiError
-from diffxai.core.files import class_folder
 
 DEMO_N_CLASSES = 10
 
@@ -46,12 +48,13 @@ def class_spec(config: dict, name: str, classes: list[dict] | None = None, what:
             return c
     raise DiffxaiError(what, f"unknown {what} {name!r} (known: {[c['name'] for c in classes]})")
 
-import numpy as np
-
 
 def diffusion_location(config: dict, demo_dir: str | None) -> str:
     """Where the diffusion pipeline lives: the DAG-trained demo dir or ``models.diffusion.id``."""
-    return demo_dir if config["models"]["diffusion"]["source"] == "demo" else config["models"]["diffusion"]["id"]
+    if config["models"]["diffusion"]["source"] == "demo":
+        assert demo_dir is not None  # demo models are always a job's `ddpm` input (rules/common.smk)
+        return demo_dir
+    return config["models"]["diffusion"]["id"]
 
 
 def classifier_spec(config: dict, demo_path: str | None) -> dict:
@@ -76,11 +79,11 @@ def select_steps(steps, n_steps: int, where: str = "config.attribution.steps") -
     return sorted(dict.fromkeys(out))
 
 
-def is_sd(config: dict) -> bool:
+def is_sd(config: Mapping) -> bool:
     return config["models"]["diffusion"].get("type", "pixel") == "stable_diffusion"
 
 
-def saliency_classes(config: dict) -> list[str]:
+def saliency_classes(config: Mapping) -> list[str]:
     """The classes / prompts the stage explains (``saliency.classes``, default all)."""
     chosen = config["saliency"].get("classes")
     return list(chosen) if chosen else [c["name"] for c in config["classes"]]
@@ -102,7 +105,7 @@ def condition_key(cls: dict, kind: str):
     return class_prompt(cls) if kind == "stable_diffusion" else diffusion_label(cls)
 
 
-def stage_classes(config: dict) -> list[dict]:
+def stage_classes(config: Mapping) -> list[dict]:
     """The classes (or prompts) of this stage: ``schedules.classes`` when set, else ``classes``.
 
     A stage-specific list lets a text-to-image config generate ImageNet-class prompts that the
@@ -122,7 +125,7 @@ def pair_id(a: str, b: str) -> str:
     return f"{a}-to-{b}"
 
 
-def commitment_pairs(config: dict) -> list[tuple[str, str]]:
+def commitment_pairs(config: Mapping) -> list[tuple[str, str]]:
     """The class pairs of the commitment experiment; empty when it does not apply.
 
     ``schedules.commitment.pairs: null`` means the first two classes (both orders are separate

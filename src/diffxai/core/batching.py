@@ -149,8 +149,9 @@ def iter_batches(
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             bs.value = max(1, size // 2)  # half of what failed (a short last chunk may be below bs)
-            log.warning("%s: out of memory: halving the batch size to %d and retrying items %d..",
-                        label, bs.value, start)  # fmt: skip
+            log.warning(
+                "%s: out of memory: halving the batch size to %d and retrying items %d..", label, bs.value, start
+            )
             continue
         start = sl.stop
         yield sl, out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "diffxai"
@@ -34,7 +34,7 @@ def module_file(module: str) -> Path | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
@@ -87,19 +87,26 @@ def closure(script: str | Path) -> list[str]:
 class _StripDocstrings(ast.NodeTransformer):
     def _strip(self, node):
         self.generic_visit(node)
-        body = getattr(node, "body", None)
-        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
-            if isinstance(body[0].value.value, str):
+        body: list[ast.stmt] | None = getattr(node, "body", None)
+        if body:
+            first = body[0]
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
         return node
 
     visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
 
 
-@lru_cache(maxsize=None)
+@cache
 def module_digest(module: str) -> str:
     """SHA-256 of a module's AST without docstrings (comments and layout never reach the AST)."""
     path = module_file(module)
+    if path is None:
+        raise ValueError(f"{module!r} is not a diffxai module")
     tree = _StripDocstrings().visit(ast.parse(path.read_text(), filename=str(path)))
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
 

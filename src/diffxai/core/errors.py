@@ -39,8 +39,11 @@ def short_error(exc: BaseException, limit: int = 240) -> str:
             if m:
                 keys = re.findall(r'"([^"]+)"', m.group(1))
                 parts.append(f"{len(keys)} {label} keys (e.g. {keys[0]})" if keys else label + " keys")
-        sizes = re.findall(r"size mismatch for ([^:]+): copying a param with shape torch.Size\((\[[^\]]*\])\) "
-                           r"from checkpoint, the shape in current model is torch.Size\((\[[^\]]*\])\)", text)  # fmt: skip
+        sizes = re.findall(
+            r"size mismatch for ([^:]+): copying a param with shape torch.Size\((\[[^\]]*\])\) "
+            r"from checkpoint, the shape in current model is torch.Size\((\[[^\]]*\])\)",
+            text,
+        )
         if sizes:
             name, ck, cur = sizes[0]
             parts.append(f"{len(sizes)} shape mismatches (e.g. {name}: checkpoint {ck}, model {cur})")

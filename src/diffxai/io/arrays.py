@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import torch
+
 from diffxai.io.atomic import _atomic_target
 
 
@@ -31,6 +32,6 @@ def load_arrays(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     out = {}
     with safe_open(str(path), "pt") as f:
         meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-        for k in f.keys():
+        for k in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
             out[k] = f.get_tensor(k)
     return out, meta

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from diffxai.core.errors import DiffxaiError
+from diffxai.core.files import class_folder
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -84,19 +85,19 @@ def load_image(path: str | Path, image_size: int, channels: int = 3) -> torch.Te
     from PIL import Image, ImageOps
 
     check_image(path)
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
+    with Image.open(path) as src:
+        im: Image.Image = ImageOps.exif_transpose(src)
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float64)
-            full = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-            im = Image.fromarray(np.rint(np.clip(arr / full, 0, 1) * 255).astype(np.uint8))
+            raw = np.asarray(im, dtype=np.float64)
+            full = 65535.0 if im.mode.startswith("I;16") or raw.max() > 255 else 255.0
+            im = Image.fromarray(np.rint(np.clip(raw / full, 0, 1) * 255).astype(np.uint8))
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             rgba = im.convert("RGBA")
             im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
         im = im.convert("RGB" if channels == 3 else "L")
         w, h = im.size
         scale = image_size / min(w, h)
-        im = im.resize((max(image_size, round(w * scale)), max(image_size, round(h * scale))), Image.BICUBIC)
+        im = im.resize((max(image_size, round(w * scale)), max(image_size, round(h * scale))), Image.Resampling.BICUBIC)
         w, h = im.size
         left, top = (w - image_size) // 2, (h - image_size) // 2
         im = im.crop((left, top, left + image_size, top + image_size))
@@ -111,8 +112,6 @@ def load_folder(folder: str | Path, n_images: int, image_size: int, channels: in
     files = list_images(folder)[:n_images]
     x = torch.stack([load_image(p, image_size, channels) for p in files])
     return x, [p.name for p in files]
-
-from diffxai.core.files import class_folder
 
 
 def class_images(config: dict, cls: dict) -> tuple[torch.Tensor, list[str]]:

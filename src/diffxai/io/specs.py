@@ -64,8 +64,9 @@ class TableSpec:
             raise ValueError(f"spec {self.name}: key columns {missing_key} must be required")
 
 
-def _spec(name: str, description: str, key: tuple[str, ...], required: list[str], extra: dict[str, str],
-          kinds: dict[str, str]) -> TableSpec:  # fmt: skip
+def _spec(
+    name: str, description: str, key: tuple[str, ...], required: list[str], extra: dict[str, str], kinds: dict[str, str]
+) -> TableSpec:
     """A spec from its required columns (dtype from ``kinds``, ``float64`` unless given) plus
     ``extra`` optional columns."""
     req = list(required) + [c for c in key if c not in required]
@@ -77,123 +78,372 @@ def _spec(name: str, description: str, key: tuple[str, ...], required: list[str]
 
 # dtype kinds of the column names shared by several tables (everything else float64 unless stated)
 _KINDS = {
-    **{c: STRING for c in ("class_name", "image_id", "view", "method", "layer", "metric", "schedule", "pair",
-                           "class_a", "class_b", "ends_as", "kind", "schedule_a", "schedule_b", "concept",
-                           "parameter", "edit", "eval_class", "objective", "group", "rule", "model", "role",
-                           "source", "evaluated_on", "model_id", "prompt", "model_type", "eval_score",
-                           "eval_target", "sampler", "captum", "shape")},  # fmt: skip
-    **{c: INT for c in ("class_index", "draw", "step", "timestep", "top1_index", "step_start", "step_end",
-                        "step_half", "sample", "n_steps", "seed", "switch_step", "switch_timestep", "final_top1",
-                        "n_seeds", "commit_step", "commit_timestep", "n_weights", "k", "flat_index", "n_items",
-                        "cascade_index", "n_maps", "n_valid", "n_masks_used", "n", "sweep_index", "n_edited",
-                        "n_selected", "n_parameters", "n_eval", "decided_step", "decided_timestep",
-                        "first_timestep", "last_timestep", "n_moved")},  # fmt: skip
-    **{c: BOOL for c in ("nonfinite", "correct", "same_top1", "selected", "is_target")},
+    **dict.fromkeys(
+        (
+            "class_name",
+            "image_id",
+            "view",
+            "method",
+            "layer",
+            "metric",
+            "schedule",
+            "pair",
+            "class_a",
+            "class_b",
+            "ends_as",
+            "kind",
+            "schedule_a",
+            "schedule_b",
+            "concept",
+            "parameter",
+            "edit",
+            "eval_class",
+            "objective",
+            "group",
+            "rule",
+            "model",
+            "role",
+            "source",
+            "evaluated_on",
+            "model_id",
+            "prompt",
+            "model_type",
+            "eval_score",
+            "eval_target",
+            "sampler",
+            "captum",
+            "shape",
+        ),
+        STRING,
+    ),
+    **dict.fromkeys(
+        (
+            "class_index",
+            "draw",
+            "step",
+            "timestep",
+            "top1_index",
+            "step_start",
+            "step_end",
+            "step_half",
+            "sample",
+            "n_steps",
+            "seed",
+            "switch_step",
+            "switch_timestep",
+            "final_top1",
+            "n_seeds",
+            "commit_step",
+            "commit_timestep",
+            "n_weights",
+            "k",
+            "flat_index",
+            "n_items",
+            "cascade_index",
+            "n_maps",
+            "n_valid",
+            "n_masks_used",
+            "n",
+            "sweep_index",
+            "n_edited",
+            "n_selected",
+            "n_parameters",
+            "n_eval",
+            "decided_step",
+            "decided_timestep",
+            "first_timestep",
+            "last_timestep",
+            "n_moved",
+        ),
+        INT,
+    ),
+    **dict.fromkeys(("nonfinite", "correct", "same_top1", "selected", "is_target"), BOOL),
 }
 
 _SPEC_LIST = [
     # ---- the design's contract tables -------------------------------------------------------
-    _spec("likelihood", "classifier softmax: one row per class, image, noise draw, step, view",
-          key=("class_name", "image_id", "draw", "step", "view"),
-          required=["class_name", "class_index", "image_id", "draw", "step", "timestep", "view", "prob", "logit",
-                    "top1_index", "top1_prob", "entropy"],
-          extra={}, kinds=_KINDS),  # fmt: skip
-    _spec("critical_intervals", "steepest rise of the mean class probability: one row per class, view",
-          key=("class_name", "view"),
-          required=["class_name", "view", "step_start", "step_end", "max_slope", "step_half", "final_prob"],
-          extra={}, kinds=_KINDS),  # fmt: skip
-    _spec("attribution_stats", "statistics of one attribution map: one row per class, image, draw, step, view, method",
-          key=("class_name", "image_id", "draw", "step", "view", "method"),
-          required=["class_name", "image_id", "draw", "step", "timestep", "view", "method", "total_abs",
-                    "positive_fraction", "entropy", "gini", "top10_mass", "centroid_x", "centroid_y"],
-          extra={"class_index": INT, "nonfinite": BOOL, "mask_share": FLOAT, "mask_area": FLOAT,
-                 "pointing_hit": FLOAT, "captum": STRING},
-          kinds=_KINDS),  # fmt: skip
+    _spec(
+        "likelihood",
+        "classifier softmax: one row per class, image, noise draw, step, view",
+        key=("class_name", "image_id", "draw", "step", "view"),
+        required=[
+            "class_name",
+            "class_index",
+            "image_id",
+            "draw",
+            "step",
+            "timestep",
+            "view",
+            "prob",
+            "logit",
+            "top1_index",
+            "top1_prob",
+            "entropy",
+        ],
+        extra={},
+        kinds=_KINDS,
+    ),
+    _spec(
+        "critical_intervals",
+        "steepest rise of the mean class probability: one row per class, view",
+        key=("class_name", "view"),
+        required=["class_name", "view", "step_start", "step_end", "max_slope", "step_half", "final_prob"],
+        extra={},
+        kinds=_KINDS,
+    ),
+    _spec(
+        "attribution_stats",
+        "statistics of one attribution map: one row per class, image, draw, step, view, method",
+        key=("class_name", "image_id", "draw", "step", "view", "method"),
+        required=[
+            "class_name",
+            "image_id",
+            "draw",
+            "step",
+            "timestep",
+            "view",
+            "method",
+            "total_abs",
+            "positive_fraction",
+            "entropy",
+            "gini",
+            "top10_mass",
+            "centroid_x",
+            "centroid_y",
+        ],
+        extra={
+            "class_index": INT,
+            "nonfinite": BOOL,
+            "mask_share": FLOAT,
+            "mask_area": FLOAT,
+            "pointing_hit": FLOAT,
+            "captum": STRING,
+        },
+        kinds=_KINDS,
+    ),
     # "one row per map and metric": a map is (class, image, draw, step, view, method)
-    _spec("faithfulness", "deletion/insertion AUC of a map against a random map: one row per map and metric",
-          key=("class_name", "image_id", "draw", "step", "view", "method", "metric"),
-          required=["class_name", "method", "step", "metric", "value", "baseline_value"],
-          extra={"timestep": INT, "nonfinite": BOOL}, kinds=_KINDS),  # fmt: skip
-    _spec("sanity", "model-randomisation sanity check: one row per method, randomised layer",
-          key=("method", "layer"),
-          required=["method", "layer", "spearman", "ssim"],
-          extra={"cascade_index": INT, "spearman_signed": FLOAT, "spearman_std": FLOAT, "ssim_std": FLOAT,
-                 "n_maps": INT, "n_valid": INT},
-          kinds=_KINDS),  # fmt: skip
-    _spec("saliency_stats", "DF-RISE / DF-CAM map statistics: one row per class/prompt, sample, step, "
-          "saliency method, layer ('all' when aggregated)",
-          key=("class_name", "sample", "step", "method", "layer"),
-          required=["class_name", "sample", "step", "timestep", "method", "layer", "entropy", "gini", "top10_mass",
-                    "deletion_auc", "insertion_auc"],
-          extra={"random_deletion_auc": FLOAT, "random_insertion_auc": FLOAT, "n_masks_used": INT,
-                 "prompt": STRING, "model_type": STRING, "guidance": FLOAT, "eval_score": STRING,
-                 "eval_target": STRING},
-          kinds=_KINDS),  # fmt: skip
+    _spec(
+        "faithfulness",
+        "deletion/insertion AUC of a map against a random map: one row per map and metric",
+        key=("class_name", "image_id", "draw", "step", "view", "method", "metric"),
+        required=["class_name", "method", "step", "metric", "value", "baseline_value"],
+        extra={"timestep": INT, "nonfinite": BOOL},
+        kinds=_KINDS,
+    ),
+    _spec(
+        "sanity",
+        "model-randomisation sanity check: one row per method, randomised layer",
+        key=("method", "layer"),
+        required=["method", "layer", "spearman", "ssim"],
+        extra={
+            "cascade_index": INT,
+            "spearman_signed": FLOAT,
+            "spearman_std": FLOAT,
+            "ssim_std": FLOAT,
+            "n_maps": INT,
+            "n_valid": INT,
+        },
+        kinds=_KINDS,
+    ),
+    _spec(
+        "saliency_stats",
+        "DF-RISE / DF-CAM map statistics: one row per class/prompt, sample, step, "
+        "saliency method, layer ('all' when aggregated)",
+        key=("class_name", "sample", "step", "method", "layer"),
+        required=[
+            "class_name",
+            "sample",
+            "step",
+            "timestep",
+            "method",
+            "layer",
+            "entropy",
+            "gini",
+            "top10_mass",
+            "deletion_auc",
+            "insertion_auc",
+        ],
+        extra={
+            "random_deletion_auc": FLOAT,
+            "random_insertion_auc": FLOAT,
+            "n_masks_used": INT,
+            "prompt": STRING,
+            "model_type": STRING,
+            "guidance": FLOAT,
+            "eval_score": STRING,
+            "eval_target": STRING,
+        },
+        kinds=_KINDS,
+    ),
     # gamma is NaN for the uniform schedule
-    _spec("schedule_sampling", "final sample of a generation: one row per schedule, class/prompt, seed",
-          key=("schedule", "class_name", "seed"),
-          required=["schedule", "gamma", "n_steps", "class_name", "seed", "prob", "top1_index"],
-          extra={"kind": STRING, "class_index": INT, "top1_prob": FLOAT, "correct": BOOL, "x0_prob_mean": FLOAT,
-                 "decided_step": INT, "decided_timestep": INT, "sampler": STRING, "guidance": FLOAT,
-                 "first_timestep": INT, "last_timestep": INT, "n_moved": INT},
-          kinds=_KINDS),  # fmt: skip
+    _spec(
+        "schedule_sampling",
+        "final sample of a generation: one row per schedule, class/prompt, seed",
+        key=("schedule", "class_name", "seed"),
+        required=["schedule", "gamma", "n_steps", "class_name", "seed", "prob", "top1_index"],
+        extra={
+            "kind": STRING,
+            "class_index": INT,
+            "top1_prob": FLOAT,
+            "correct": BOOL,
+            "x0_prob_mean": FLOAT,
+            "decided_step": INT,
+            "decided_timestep": INT,
+            "sampler": STRING,
+            "guidance": FLOAT,
+            "first_timestep": INT,
+            "last_timestep": INT,
+            "n_moved": INT,
+        },
+        kinds=_KINDS,
+    ),
     # the design says "one row per concept, parameter tensor"; the stage writes one per objective too
-    _spec("component_attribution", "attribution mass of a parameter tensor: one row per concept, objective "
-          "(erase / amplify), parameter tensor",
-          key=("concept", "objective", "parameter"),
-          required=["concept", "parameter", "n_weights", "positive_mass", "negative_mass", "top_fraction_mass"],
-          extra={"abs_mass": FLOAT, "max_attribution": FLOAT, "shape": STRING, "objective_value": FLOAT},
-          kinds=_KINDS),  # fmt: skip
-    _spec("concept_editing", "classifier check of an edited model: one row per concept, edit, rho, evaluated class",
-          key=("concept", "edit", "rho", "eval_class"),
-          required=["concept", "edit", "rho", "eval_class", "prob", "accuracy"],
-          extra={"rule": STRING, "k": INT, "class_index": INT, "n": INT, "sweep_index": INT, "n_edited": INT,
-                 "n_selected": INT, "score": FLOAT, "retention": FLOAT, "selected": BOOL, "is_target": BOOL},
-          kinds=_KINDS),  # fmt: skip
+    _spec(
+        "component_attribution",
+        "attribution mass of a parameter tensor: one row per concept, objective (erase / amplify), parameter tensor",
+        key=("concept", "objective", "parameter"),
+        required=["concept", "parameter", "n_weights", "positive_mass", "negative_mass", "top_fraction_mass"],
+        extra={"abs_mass": FLOAT, "max_attribution": FLOAT, "shape": STRING, "objective_value": FLOAT},
+        kinds=_KINDS,
+    ),
+    _spec(
+        "concept_editing",
+        "classifier check of an edited model: one row per concept, edit, rho, evaluated class",
+        key=("concept", "edit", "rho", "eval_class"),
+        required=["concept", "edit", "rho", "eval_class", "prob", "accuracy"],
+        extra={
+            "rule": STRING,
+            "k": INT,
+            "class_index": INT,
+            "n": INT,
+            "sweep_index": INT,
+            "n_edited": INT,
+            "n_selected": INT,
+            "score": FLOAT,
+            "retention": FLOAT,
+            "selected": BOOL,
+            "is_target": BOOL,
+        },
+        kinds=_KINDS,
+    ),
     # the design says "one row per model"; the stage writes one per model, metric and class
-    _spec("models", "what each model is and how good it is: one row per model, metric, class ('all' overall)",
-          key=("model", "metric", "class_name"),
-          required=["model", "metric", "class_name", "value"],
-          extra={"role": STRING, "source": STRING, "n_parameters": INT, "n_eval": INT, "evaluated_on": STRING,
-                 "model_id": STRING},
-          kinds=_KINDS),  # fmt: skip
+    _spec(
+        "models",
+        "what each model is and how good it is: one row per model, metric, class ('all' overall)",
+        key=("model", "metric", "class_name"),
+        required=["model", "metric", "class_name", "value"],
+        extra={
+            "role": STRING,
+            "source": STRING,
+            "n_parameters": INT,
+            "n_eval": INT,
+            "evaluated_on": STRING,
+            "model_id": STRING,
+        },
+        kinds=_KINDS,
+    ),
     # ---- the stages' further tables -----------------------------------------------------------
-    _spec("schedule_steps", "x̂0 class probability during a generation: one row per schedule, class/prompt, "
-          "seed, step",
-          key=("schedule", "class_name", "seed", "step"),
-          required=["schedule", "gamma", "n_steps", "class_name", "seed", "step", "timestep", "prob", "top1_index"],
-          extra={"kind": STRING, "top1_prob": FLOAT, "class_index": INT}, kinds=_KINDS),  # fmt: skip
+    _spec(
+        "schedule_steps",
+        "x̂0 class probability during a generation: one row per schedule, class/prompt, seed, step",
+        key=("schedule", "class_name", "seed", "step"),
+        required=["schedule", "gamma", "n_steps", "class_name", "seed", "step", "timestep", "prob", "top1_index"],
+        extra={"kind": STRING, "top1_prob": FLOAT, "class_index": INT},
+        kinds=_KINDS,
+    ),
     # the distances keep the dtype of the stored samples (float32 in the demo)
-    _spec("schedule_distances", "band-split SSIM between two schedules' samples: one row per schedule pair, "
-          "class/prompt, seed",
-          key=("schedule_a", "schedule_b", "class_name", "seed"),
-          required=["schedule_a", "schedule_b", "class_name", "seed", "ssim", "ssim_low", "ssim_high", "rmse_low",
-                    "rmse_high"],
-          extra={"same_top1": BOOL},
-          kinds={**_KINDS, **{c: ANY_FLOAT for c in ("ssim", "ssim_low", "ssim_high", "rmse_low", "rmse_high")}}),
-    _spec("commitment", "class switch during generation: one row per class pair, schedule, switch step, seed",
-          key=("pair", "schedule", "switch_step", "seed"),
-          required=["pair", "class_a", "class_b", "schedule", "switch_step", "switch_timestep", "seed", "final_top1",
-                    "prob_a", "prob_b", "ends_as"],
-          extra={"n_steps": INT, "kind": STRING}, kinds=_KINDS),  # fmt: skip
-    _spec("commitment_summary", "share of seeds ending as either class: one row per class pair, schedule, "
-          "switch step",
-          key=("pair", "schedule", "switch_step"),
-          required=["pair", "class_a", "class_b", "schedule", "switch_step", "switch_timestep", "share_a", "share_b",
-                    "n_seeds", "commit_step", "commit_timestep"],
-          extra={}, kinds=_KINDS),  # fmt: skip
-    _spec("component_counterfactual", "one weight zeroed alone, predicted vs actual change: one row per concept, "
-          "objective, parameter tensor, flat index",
-          key=("concept", "objective", "parameter", "flat_index"),
-          required=["concept", "objective", "parameter", "flat_index", "group", "weight", "attribution",
-                    "predicted_delta", "actual_delta", "actual_delta_full", "n_items", "pearson", "spearman",
-                    "pearson_random", "spearman_random"],
-          extra={}, kinds=_KINDS),  # fmt: skip
+    _spec(
+        "schedule_distances",
+        "band-split SSIM between two schedules' samples: one row per schedule pair, class/prompt, seed",
+        key=("schedule_a", "schedule_b", "class_name", "seed"),
+        required=[
+            "schedule_a",
+            "schedule_b",
+            "class_name",
+            "seed",
+            "ssim",
+            "ssim_low",
+            "ssim_high",
+            "rmse_low",
+            "rmse_high",
+        ],
+        extra={"same_top1": BOOL},
+        kinds={**_KINDS, **dict.fromkeys(("ssim", "ssim_low", "ssim_high", "rmse_low", "rmse_high"), ANY_FLOAT)},
+    ),
+    _spec(
+        "commitment",
+        "class switch during generation: one row per class pair, schedule, switch step, seed",
+        key=("pair", "schedule", "switch_step", "seed"),
+        required=[
+            "pair",
+            "class_a",
+            "class_b",
+            "schedule",
+            "switch_step",
+            "switch_timestep",
+            "seed",
+            "final_top1",
+            "prob_a",
+            "prob_b",
+            "ends_as",
+        ],
+        extra={"n_steps": INT, "kind": STRING},
+        kinds=_KINDS,
+    ),
+    _spec(
+        "commitment_summary",
+        "share of seeds ending as either class: one row per class pair, schedule, switch step",
+        key=("pair", "schedule", "switch_step"),
+        required=[
+            "pair",
+            "class_a",
+            "class_b",
+            "schedule",
+            "switch_step",
+            "switch_timestep",
+            "share_a",
+            "share_b",
+            "n_seeds",
+            "commit_step",
+            "commit_timestep",
+        ],
+        extra={},
+        kinds=_KINDS,
+    ),
+    _spec(
+        "component_counterfactual",
+        "one weight zeroed alone, predicted vs actual change: one row per concept, "
+        "objective, parameter tensor, flat index",
+        key=("concept", "objective", "parameter", "flat_index"),
+        required=[
+            "concept",
+            "objective",
+            "parameter",
+            "flat_index",
+            "group",
+            "weight",
+            "attribution",
+            "predicted_delta",
+            "actual_delta",
+            "actual_delta_full",
+            "n_items",
+            "pearson",
+            "spearman",
+            "pearson_random",
+            "spearman_random",
+        ],
+        extra={},
+        kinds=_KINDS,
+    ),
     # not under tables/: components/baseline.parquet, the unedited model's evaluation
-    _spec("component_baseline", "classifier check of the unedited model: one row per evaluated class",
-          key=("edit", "eval_class"),
-          required=["edit", "eval_class", "prob", "accuracy"],
-          extra={"class_index": INT, "n": INT}, kinds=_KINDS),  # fmt: skip
+    _spec(
+        "component_baseline",
+        "classifier check of the unedited model: one row per evaluated class",
+        key=("edit", "eval_class"),
+        required=["edit", "eval_class", "prob", "accuracy"],
+        extra={"class_index": INT, "n": INT},
+        kinds=_KINDS,
+    ),
 ]
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in _SPEC_LIST}
@@ -255,7 +505,7 @@ def dtype_kind(col: pd.Series) -> str:
         return STRING
     if pd.api.types.is_integer_dtype(dt) or pd.api.types.is_float_dtype(dt):
         return getattr(dt, "numpy_dtype", dt).name
-    if dt == object:
+    if pd.api.types.is_object_dtype(dt):
         inferred = pd.api.types.infer_dtype(col, skipna=True)
         if inferred == "empty":
             return NULL
@@ -267,7 +517,7 @@ def dtype_kind(col: pd.Series) -> str:
 
 def kind_matches(actual: str, expected: str) -> bool:
     """Whether a column of kind ``actual`` satisfies a spec's ``expected`` kind."""
-    return actual == expected or actual == NULL or (expected == ANY_FLOAT and actual.startswith("float"))
+    return actual in (expected, NULL) or (expected == ANY_FLOAT and actual.startswith("float"))
 
 
 def _show(value) -> str:
@@ -281,8 +531,9 @@ def check_table(df: pd.DataFrame, spec: TableSpec | str) -> None:
     spec = get_spec(spec)
     missing = [c for c in spec.required if c not in df.columns]
     if missing:
-        raise DiffxaiError(spec.name, f"missing contract column{'s' if len(missing) > 1 else ''} "
-                                      f"{', '.join(repr(c) for c in missing)}")  # fmt: skip
+        raise DiffxaiError(
+            spec.name, f"missing contract column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)}"
+        )
     dup_names = df.columns[df.columns.duplicated()].unique().tolist()
     if dup_names:
         raise DiffxaiError(spec.name, f"column {dup_names[0]!r} appears more than once")

@@ -140,5 +140,6 @@ def load_classifier(spec: dict, device: torch.device | str = "cpu") -> Classifie
 @torch.no_grad()
 def classify(classifier: torch.nn.Module, x: torch.Tensor, batch_size: int, device=None) -> torch.Tensor:
     """Logits ``(B, n_classes)`` for images ``(B, C, H, W)`` in [-1, 1], in batches."""
-    return map_batches(lambda xb: classifier(xb).float(), x, batch_size=batch_size, device=device,
-                       what="images", label="classify")  # fmt: skip
+    return map_batches(
+        lambda xb: classifier(xb).float(), x, batch_size=batch_size, device=device, what="images", label="classify"
+    )

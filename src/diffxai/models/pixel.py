@@ -97,8 +97,10 @@ def load_diffusion(id_or_path: str, device: torch.device | str = "cpu", channels
     except Exception as exc:  # diffusers raises several types for missing/corrupt files
         raise DiffxaiError(id_or_path, f"cannot load diffusion pipeline: {short_error(exc)}") from None
     if channels is not None and unet.config.in_channels != channels:
-        raise DiffxaiError(id_or_path, f"the U-Net takes {unet.config.in_channels}-channel images "
-                                       f"but config.data.channels is {channels}")  # fmt: skip
+        raise DiffxaiError(
+            id_or_path,
+            f"the U-Net takes {unet.config.in_channels}-channel images but config.data.channels is {channels}",
+        )
     null_label = None
     meta = path / DEMO_META
     if local and meta.is_file():

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+
 @contextmanager
 def plot_style() -> Iterator[None]:
     """The house style for the duration of a ``with`` block (rcParams restored afterwards)."""
@@ -50,11 +51,3 @@ def _imshow(ax, img):
 
 def class_palette(names: list[str]) -> dict:
     return dict(zip(names, sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))))
-
-
-
-
-
-
-
-

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
 from diffxai.plots.common import VIEW_LABEL, _save, class_palette, plot_style
 
 
@@ -19,13 +20,30 @@ def likelihood_by_view(df: pd.DataFrame, intervals: pd.DataFrame, names: list[st
     n_img, n_draw = df.groupby("class_name")["image_id"].nunique().max(), df["draw"].nunique()
     for ax, view in zip(axes[0], views):
         sub = df[df["view"] == view]
-        sns.lineplot(data=sub, x="step", y="prob", hue="class_name", hue_order=names, palette=pal,
-                     errorbar=("ci", 95), n_boot=500, seed=seed, ax=ax, legend=ax is axes[0, -1])  # fmt: skip
+        sns.lineplot(
+            data=sub,
+            x="step",
+            y="prob",
+            hue="class_name",
+            hue_order=names,
+            palette=pal,
+            errorbar=("ci", 95),
+            n_boot=500,
+            seed=seed,
+            ax=ax,
+            legend=ax is axes[0, -1],
+        )
         for j, name in enumerate(names):
             r = intervals[(intervals["class_name"] == name) & (intervals["view"] == view)]
             if len(r):
                 y = -0.04 - 0.025 * j
-                ax.plot([r["step_start"].iloc[0], r["step_end"].iloc[0]], [y, y], color=pal[name], lw=3, solid_capstyle="butt")
+                ax.plot(
+                    [r["step_start"].iloc[0], r["step_end"].iloc[0]],
+                    [y, y],
+                    color=pal[name],
+                    lw=3,
+                    solid_capstyle="butt",
+                )
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylim(-0.06 - 0.025 * len(names), 1.02)
         ax.set_title(VIEW_LABEL.get(view, view))
@@ -34,8 +52,11 @@ def likelihood_by_view(df: pd.DataFrame, intervals: pd.DataFrame, names: list[st
         ax.set_ylabel("classifier P(true class)")
     if axes[0, -1].get_legend():
         sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.01, 1), title="class")
-    fig.suptitle(f"When does each class become recognisable? mean ± 95% CI over {n_img} images × {n_draw} draws;"
-                 " bars: critical interval (steepest rise)", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"When does each class become recognisable? mean ± 95% CI over {n_img} images × {n_draw} draws;"
+        " bars: critical interval (steepest rise)",
+        fontsize=9,
+    )
     _save(fig, out, dpi)
 
 
@@ -43,8 +64,14 @@ def likelihood_by_class(df: pd.DataFrame, intervals: pd.DataFrame, names: list[s
     """Small multiples: one row per class, one column per view; critical interval shaded and
     the first step with mean ≥ 0.5 dashed."""
     views = list(dict.fromkeys(df["view"]))
-    fig, axes = plt.subplots(len(names), len(views), figsize=(4.2 * len(views), 1.7 * len(names) + 0.6),
-                             sharex=True, sharey=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(names),
+        len(views),
+        figsize=(4.2 * len(views), 1.7 * len(names) + 0.6),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
     for i, name in enumerate(names):
         for j, view in enumerate(views):
             ax = axes[i, j]
@@ -62,7 +89,9 @@ def likelihood_by_class(df: pd.DataFrame, intervals: pd.DataFrame, names: list[s
             ax.set_xlabel("step (0 = noisiest)" if i == len(names) - 1 else "")
             if i == 0:
                 ax.set_title(VIEW_LABEL.get(view, view))
-    fig.suptitle("P(true class) vs step: mean ± 95% CI; shaded = critical interval, dashed = first step ≥ 0.5", fontsize=9)
+    fig.suptitle(
+        "P(true class) vs step: mean ± 95% CI; shaded = critical interval, dashed = first step ≥ 0.5", fontsize=9
+    )
     fig.tight_layout()
     _save(fig, out, dpi)
 

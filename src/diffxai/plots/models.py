@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+
 from diffxai.io.arrays import load_arrays
 from diffxai.plots.common import _imshow, _save, plot_style
 
@@ -24,10 +25,12 @@ def sample_grid(grid, models: pd.DataFrame, out, dpi=120):
     for i in range(n_cls):
         for j in range(k_show):
             _imshow(axes[i, j], samples[i, j])
-        axes[i, 0].set_ylabel(f"{names[i]}\nacc {acc.get(names[i], float('nan')):.2f}", fontsize=7, rotation=0,
-                              ha="right", va="center")  # fmt: skip
-    fig.suptitle(f"Demo DDPM samples per class (share classified as their class: {acc.get('all', float('nan')):.2f})",
-                 fontsize=9)  # fmt: skip
+        axes[i, 0].set_ylabel(
+            f"{names[i]}\nacc {acc.get(names[i], float('nan')):.2f}", fontsize=7, rotation=0, ha="right", va="center"
+        )
+    fig.suptitle(
+        f"Demo DDPM samples per class (share classified as their class: {acc.get('all', float('nan')):.2f})", fontsize=9
+    )
     _save(fig, out, dpi)
 
 

@@ -56,8 +56,7 @@ def table_html(path: str | Path, name: str | None = None, max_rows: int = 500) -
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{esc(name)}</title><style>{CSS}</style></head><body>",
         f"<h2>{esc(name)}.parquet</h2>",
-        f"<p>One row per {esc(TABLE_ROWS.get(name, 'record'))}. "
-        f"{len(df)} rows, {df.shape[1]} columns.</p>",
+        f"<p>One row per {esc(TABLE_ROWS.get(name, 'record'))}. {len(df)} rows, {df.shape[1]} columns.</p>",
         "<table><caption>Columns</caption><tr><th class='l'>column</th><th class='l'>type</th></tr>",
     ]
     parts += [f"<tr><td class='l'>{esc(f.name)}</td><td class='l'>{esc(str(f.type))}</td></tr>" for f in schema]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
 from diffxai.io.arrays import load_arrays
 from diffxai.plots.common import _imshow, _save, plot_style
 
@@ -23,7 +24,9 @@ def trajectory_strips(rows, out, n_cols=10, dpi=120):
                 if r == 0:
                     ax.set_title(f"step {step}\nt={timesteps[step]}", fontsize=7)
                 if c == 0:
-                    ax.set_ylabel(f"{name}\n{'x_t' if view == 'x_t' else 'x̂0'}", fontsize=7, rotation=0, ha="right", va="center")
+                    ax.set_ylabel(
+                        f"{name}\n{'x_t' if view == 'x_t' else 'x̂0'}", fontsize=7, rotation=0, ha="right", va="center"
+                    )
             r += 1
     fig.suptitle("Trajectories (image 0, draw 0): noisy input x_t and the denoiser's x̂0, noisiest → clean", fontsize=9)
     _save(fig, out, dpi)

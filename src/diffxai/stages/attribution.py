@@ -283,7 +283,7 @@ def sanity(params: dict, inputs, outputs) -> None:
     at, name = params["attribution"], params["method"]
     sc = at["sanity"]
     spec = build_method(name, at["methods"][name])
-    target_kind = OUTPUT_TARGETS[at["output"]]
+    kind = OUTPUT_TARGETS[at["output"]]
     xs, targets, seeds = [], [], []
     for path in inputs.trajectories:
         sel, meta = _select(
@@ -297,7 +297,7 @@ def sanity(params: dict, inputs, outputs) -> None:
         )
         x = sel.x.reshape(-1, *sel.x.shape[4:])
         xs.append(x)
-        targets += [target_kind(meta["class_index"])] * x.shape[0]
+        targets += [kind(meta["class_index"])] * x.shape[0]
         seeds += map_seeds(params["seed"], name, meta["class_name"], sel)
     images = torch.cat(xs)
     clf = _classifier(params, inputs, device)

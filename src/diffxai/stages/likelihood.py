@@ -25,9 +25,19 @@ log = logging.getLogger(__name__)
 
 
 LIKELIHOOD_COLUMNS = [
-    "class_name", "class_index", "image_id", "draw", "step", "timestep", "view",
-    "prob", "logit", "top1_index", "top1_prob", "entropy",
-]  # fmt: skip
+    "class_name",
+    "class_index",
+    "image_id",
+    "draw",
+    "step",
+    "timestep",
+    "view",
+    "prob",
+    "logit",
+    "top1_index",
+    "top1_prob",
+    "entropy",
+]
 
 
 def likelihood_frame(
@@ -78,8 +88,16 @@ def compute(params: dict, inputs, outputs) -> None:
         started = time.time()
         logits = classify(clf, x.reshape(-1, *x.shape[3:]), params["likelihood"]["batch_size"], device)
         log.info("%s: %d images classified in %.2fs", view, n * k * s, time.time() - started)
-        frames.append(likelihood_frame(logits.view(n, k, s, -1), cls["name"], cls["index"], meta["image_ids"],
-                                       arrays["timesteps"].numpy(), view))  # fmt: skip
+        frames.append(
+            likelihood_frame(
+                logits.view(n, k, s, -1),
+                cls["name"],
+                cls["index"],
+                meta["image_ids"],
+                arrays["timesteps"].numpy(),
+                view,
+            )
+        )
     write_table(pd.concat(frames, ignore_index=True), outputs[0], "likelihood", provenance(params, device))
 
 

@@ -22,9 +22,9 @@ from diffxai.core.timesteps import uniform_timesteps
 from diffxai.io.arrays import save_arrays
 from diffxai.io.images import class_images, load_digits_split
 from diffxai.io.tables import provenance, write_table
-from diffxai.models.loading import load_backend
 from diffxai.models.classifiers import classify, load_classifier
 from diffxai.models.demo import save_demo_classifier, save_demo_diffusion, train_demo_classifier, train_demo_ddpm
+from diffxai.models.loading import load_backend
 from diffxai.sampling.loop import sample
 from diffxai.sampling.noising import seeded_noise
 
@@ -64,18 +64,42 @@ def train_classifier(params: dict, inputs, outputs) -> None:
     tr, data = params["models"]["classifier"]["train"], params["data"]
     x, y, xt, yt = load_digits_split(data["image_size"], seed=params["seed"])
     net = train_demo_classifier(
-        x, y, 10, epochs=tr["epochs"], batch_size=tr["batch_size"], lr=tr["lr"], width=tr["width"],
-        seed=params["seed"], device=device,
-    )  # fmt: skip
+        x,
+        y,
+        10,
+        epochs=tr["epochs"],
+        batch_size=tr["batch_size"],
+        lr=tr["lr"],
+        width=tr["width"],
+        seed=params["seed"],
+        device=device,
+    )
     acc = (classify(net, xt, 512, device).argmax(1) == yt).float().mean().item()
     log.info("held-out accuracy %.4f", acc)
     save_demo_classifier(net, outputs[0], {"n_classes": 10, "in_channels": x.shape[1], "width": tr["width"]})
 
 
-def _row(role: str, source: str, n_parameters: int, metric: str, class_name: str, value: float, n_eval: int,
-         evaluated_on: str) -> dict:  # fmt: skip
-    return dict(model=role, role=role, source=source, n_parameters=n_parameters, metric=metric,
-                class_name=class_name, value=value, n_eval=n_eval, evaluated_on=evaluated_on)  # fmt: skip
+def _row(
+    role: str,
+    source: str,
+    n_parameters: int,
+    metric: str,
+    class_name: str,
+    value: float,
+    n_eval: int,
+    evaluated_on: str,
+) -> dict:
+    return {
+        "model": role,
+        "role": role,
+        "source": source,
+        "n_parameters": n_parameters,
+        "metric": metric,
+        "class_name": class_name,
+        "value": value,
+        "n_eval": n_eval,
+        "evaluated_on": evaluated_on,
+    }
 
 
 def evaluate(params: dict, inputs, outputs) -> None:

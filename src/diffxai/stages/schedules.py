@@ -37,13 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from diffxai.config.experiment import (
-    classifier_spec,
-    condition_key,
-    diffusion_kind,
-    diffusion_location,
-    pair_id,
-)
+from diffxai.config.experiment import classifier_spec, condition_key, diffusion_kind, diffusion_location, pair_id
 from diffxai.core.batching import map_batches
 from diffxai.core.device import resolve_device
 from diffxai.core.errors import DiffxaiError
@@ -126,7 +120,9 @@ def build_schedule(entry: dict, num_train_timesteps: int) -> Schedule:
 
 
 def _load(params: dict, inputs, device: torch.device):
-    """The diffusion backend and the classifier of a job."""
+    """The diffusion backend and the classifier of a job. ``schedules.sd`` (dtype, height, decode
+    batch size) is in the settings of a Stable Diffusion experiment only; without it the pixel
+    model keeps its own dtype and size."""
     kind = diffusion_kind(params)
     sd = params["schedules"].get("sd") or {}
     backend = load_backend(

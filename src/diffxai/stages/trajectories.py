@@ -27,22 +27,41 @@ def build(params: dict, inputs, outputs) -> None:
         x0, ids = class_images(params, cls)
         c, h, w = model.sample_shape()
         if x0.shape[-1] != w or x0.shape[1] != c:
-            raise DiffxaiError("config.data.image_size", f"images are {tuple(x0.shape[1:])} but the diffusion model "
-                               f"takes ({c}, {h}, {w})")  # fmt: skip
+            raise DiffxaiError(
+                "config.data.image_size",
+                f"images are {tuple(x0.shape[1:])} but the diffusion model takes ({c}, {h}, {w})",
+            )
     label = diffusion_label(cls) if model.conditional else None
     if tr["mode"] == "forward":
         ts = level_timesteps(model.num_train_timesteps, noise["n_levels"])
         out = forward_trajectories(
-            model, x0, ids, ts, noise["n_draws"], seed=seed, class_name=cls["name"],
-            x0_label=label if tr["x0_condition"] == "class" else None, views=tuple(tr["views"]),
+            model,
+            x0,
+            ids,
+            ts,
+            noise["n_draws"],
+            seed=seed,
+            class_name=cls["name"],
+            x0_label=label if tr["x0_condition"] == "class" else None,
+            views=tuple(tr["views"]),
             batch_size=tr["batch_size"],
-        )  # fmt: skip
+        )
     else:
         out, ids = reverse_trajectories(
-            model, data["n_images"], noise["n_draws"], noise["n_levels"], model.sample_shape(), seed=seed,
-            class_name=cls["name"], label=label, guidance=tr["guidance"], x0=x0, image_ids=ids,
-            sdedit_strength=tr["sdedit_strength"], batch_size=tr["batch_size"],
-        )  # fmt: skip
+            model,
+            data["n_images"],
+            noise["n_draws"],
+            noise["n_levels"],
+            model.sample_shape(),
+            seed=seed,
+            class_name=cls["name"],
+            label=label,
+            guidance=tr["guidance"],
+            x0=x0,
+            image_ids=ids,
+            sdedit_strength=tr["sdedit_strength"],
+            batch_size=tr["batch_size"],
+        )
     if "x0" in out and data["source"] == "digits":
         out["mask"] = stroke_mask(out["x0"])
     meta = {

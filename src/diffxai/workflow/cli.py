@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate config files without running anything")
     check.add_argument("configs", nargs="*", help=f"config files, merged in order (default {DEFAULT_CONFIG})")
     check.add_argument("--no-files", action="store_true", help="do not look for image folders and checkpoints")
-    sub.add_parser("run", help="check every --configfile, then run snakemake with the same arguments",
-                   add_help=False)  # fmt: skip
+    sub.add_parser("run", help="check every --configfile, then run snakemake with the same arguments", add_help=False)
     argv = sys.argv[1:] if argv is None else list(argv)
     # everything after "run" belongs to snakemake (argparse would try to read its options)
     args = parser.parse_args(argv[:1] if argv[:1] == ["run"] else argv)

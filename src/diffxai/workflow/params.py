@@ -22,11 +22,12 @@ No torch, no stage: the Snakefile imports this module to plan a run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import diffxai.workflow.settings  # noqa: F401  (registers every rule's builder)
-from diffxai.workflow.registry import BUILDERS, Builder, builds, canonical, merge, pick
+from diffxai.workflow.registry import BUILDERS, canonical, merge  # noqa: F401  (merge: re-exported for workflow.jobs)
+
 
 def _wildcards(wildcards: Any) -> dict:
     if wildcards is None:
@@ -36,7 +37,7 @@ def _wildcards(wildcards: Any) -> dict:
     return dict(wildcards.items())
 
 
-def rule_params(rule: str, config: Mapping, wildcards: Any = None) -> dict:
+def rule_params(rule: str, config: dict, wildcards: Any = None) -> dict:
     """The canonical settings of one job of ``rule``."""
     if rule not in BUILDERS:
         raise KeyError(f"no params builder for rule {rule!r} (add one to diffxai.workflow.params)")
@@ -45,19 +46,24 @@ def rule_params(rule: str, config: Mapping, wildcards: Any = None) -> dict:
 
 #: keys that only say how a job batches its work (never what it computes): not rerun triggers
 EXECUTION_KEYS = frozenset({"batch_size"})
+#: settings whose batch sizes DO change what is computed, so they stay settings: Captum's
+#: NoiseTunnel (SmoothGrad, VarGrad) draws its noise per chunk of maps, DF-RISE its masks per chunk
+RESULT_BATCH_SIZES = ("attribution.methods.", "saliency.rise.")
 
 
-def split_execution(obj: Any) -> tuple[Any, dict]:
+def split_execution(obj: Any, _path: str = "") -> tuple[Any, dict]:
     """``(settings, execution)``: the nested ``batch_size`` leaves moved out of ``obj`` into their own
-    nested dict (lists of dicts keep their settings; batch sizes inside lists stay settings)."""
+    nested dict (except under :data:`RESULT_BATCH_SIZES`, and inside lists, where they stay settings)."""
     if not isinstance(obj, Mapping):
         return obj, {}
     settings, execution = {}, {}
     for k, v in obj.items():
-        if k in EXECUTION_KEYS and not isinstance(v, Mapping):
+        path = f"{_path}{k}"
+        keep = any(path.startswith(p) for p in RESULT_BATCH_SIZES)
+        if k in EXECUTION_KEYS and not isinstance(v, Mapping) and not keep:
             execution[k] = v
             continue
-        sub, ex = split_execution(v)
+        sub, ex = split_execution(v, path + ".")
         settings[k] = sub
         if ex:
             execution[k] = ex
@@ -76,14 +82,19 @@ class Execution:
         return f"Execution({self.values!r})"
 
 
-def rule_execution(rule: str, config: Mapping, wildcards: Any = None) -> Execution:
+def rule_execution(rule: str, config: dict, wildcards: Any = None) -> Execution:
     """The batch sizes of one job of ``rule`` (see :class:`Execution`)."""
     return Execution(canonical(split_execution(BUILDERS[rule](config, _wildcards(wildcards)))[1]))
 
 
-def rule_threads(rule: str, config: Mapping) -> int:
+def rule_threads(rule: str, config: dict) -> int:
     """The torch threads of a rule's jobs (the ``threads`` setting of its params; 1 if none)."""
     return int(BUILDERS[rule](config, example_wildcards(config)).get("threads", 1))
+
+
+def _first(values: Sequence[str]) -> str | None:
+    """The first of ``values``; ``None`` when there are none."""
+    return values[0] if values else None
 
 
 def example_wildcards(config: Mapping) -> dict:
@@ -97,12 +108,12 @@ def example_wildcards(config: Mapping) -> dict:
     sal = list(config.get("saliency", {}).get("methods") or [])
     concepts = list(config.get("components", {}).get("concepts") or [])
     wc = {
-        "cls": (saliency_classes(config) or classes or [None])[0] if classes else None,
-        "method": (methods or [None])[0],
-        "saliency": (sal or [None])[0],
-        "schedule": (schedules or [None])[0],
-        "pair": (pairs or [None])[0],
-        "concept": (concepts or [None])[0],
+        "cls": _first(saliency_classes(config) or classes) if classes else None,
+        "method": _first(methods),
+        "saliency": _first(sal),
+        "schedule": _first(schedules),
+        "pair": _first(pairs),
+        "concept": _first(concepts),
     }
     return {k: v for k, v in wc.items() if v is not None}
 

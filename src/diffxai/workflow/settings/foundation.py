@@ -37,8 +37,10 @@ def _train_classifier(config: Mapping, wc: dict) -> dict:
 def _evaluate(config: Mapping, wc: dict) -> dict:
     data = config["data"]
     keys = image_class_keys(config) if data["source"] != "digits" else ("name", "index")
-    classes = [{k: c[k] for k in keys + (("label",) if c.get("label") is not None else ()) if k in c}
-               for c in config["classes"]]  # fmt: skip
+    classes = [
+        {k: c[k] for k in keys + (("label",) if c.get("label") is not None else ()) if k in c}
+        for c in config["classes"]
+    ]
     return merge(
         job(config, config["models"]["threads"]),
         classifier(config),
@@ -78,8 +80,12 @@ def _trajectories(config: Mapping, wc: dict) -> dict:
 
 @builds("likelihood_compute")
 def _likelihood(config: Mapping, wc: dict) -> dict:
-    return merge(job(config), classifier(config), pick(config, "likelihood.batch_size"),
-                 class_entry(config, wc["cls"], "name", "index"))  # fmt: skip
+    return merge(
+        job(config),
+        classifier(config),
+        pick(config, "likelihood.batch_size"),
+        class_entry(config, wc["cls"], "name", "index"),
+    )
 
 
 @builds("likelihood_aggregate")

@@ -28,13 +28,12 @@ def _class_keys(cls: Mapping, kind: str) -> dict:
 
 @builds("saliency_compute")
 def _compute(config: Mapping, wc: dict) -> dict:
-    # rule_threads asks with the class alone: then the settings common to both methods
-    method, kind = wc.get("saliency"), diffusion_kind(config)
+    method, kind = wc["saliency"], diffusion_kind(config)
     keys = [f"saliency.{k}" for k in _COMMON + (_SD if kind == "stable_diffusion" else ())]
     keys += [f"saliency.evaluation.{k}" for k in _EVALUATION]
     if method == "dfrise":
         keys += [f"saliency.rise.{k}" for k in _RISE]
-    elif method == "dfcam":
+    else:
         keys += ["saliency.cam.layers", "saliency.evaluation.per_layer"]
     if kind != "stable_diffusion":
         keys.append("data.channels")
