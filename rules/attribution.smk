@@ -131,4 +131,3 @@ rule attribution_plot:
         code=get_code("attribution_plot"),
     script:
         "../scripts/attribution_plot.py"
-

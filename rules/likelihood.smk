@@ -70,4 +70,3 @@ rule likelihood_plot:
         code=get_code("likelihood_plot"),
     script:
         "../scripts/likelihood_plot.py"
-

@@ -35,29 +35,50 @@ def test_every_rule_has_a_script_and_a_settings_builder():
     assert set(BUILDERS) == set(RULES) - {"all"}
 
 
-def _loaded_by(imports: str) -> set[str]:
-    code = imports + "\nimport sys, json\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith('diffxai'))))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+PROBE = """
+import json, os, sys
+# the heavy third-party libraries once, before any diffxai module: each probe below forks from here
+import torch, diffusers, transformers, captum.attr, pandas, pyarrow.parquet, matplotlib.pyplot, seaborn, scipy.stats
+import sklearn.datasets, safetensors.torch, PIL.Image, yaml, jsonschema
+assert not any(m.startswith("diffxai") for m in sys.modules)
+out = {}
+for i, imports in enumerate(json.loads(sys.argv[1])):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        exec(imports, {})
+        os.write(w, json.dumps(sorted(m for m in sys.modules if m.startswith("diffxai"))).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 1 << 16):
+        data += chunk
+    os.waitpid(pid, 0)
+    out[i] = json.loads(data)
+print(json.dumps(out))
+"""
 
 
 def test_code_hash_covers_every_module_the_driver_imports():
     """Import what each script imports (not run it) in a fresh interpreter: every diffxai module
-    that lands in sys.modules must be in the rule's hashed closure. Scripts with the same imports
-    share one interpreter; two run at a time."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    that lands in sys.modules must be in the rule's hashed closure. One interpreter loads the
+    third-party libraries, then forks a child per distinct set of script imports."""
     by_imports: dict[str, list[Path]] = {}
     for script in SCRIPTS:
         tree = ast.parse(script.read_text())
         imports = "\n".join(ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
         by_imports.setdefault(imports, []).append(script)
-    with ThreadPoolExecutor(2) as pool:
-        loaded = dict(zip(by_imports, pool.map(_loaded_by, by_imports)))
-    for imports, scripts in by_imports.items():
-        for script in scripts:
-            missing = loaded[imports] - set(closure(script))
+    keys = list(by_imports)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(keys)], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    for i, imports in enumerate(keys):
+        for script in by_imports[imports]:
+            missing = set(loaded[str(i)]) - set(closure(script))
             assert not missing, f"{script.stem}: its code hash misses {sorted(missing)}"
+            assert f"diffxai.{script.read_text().split('from diffxai.')[1].split(' import')[0]}" in loaded[str(i)]
 
 
 def _digest_of(source: str, tmp_path: Path) -> str:
