@@ -405,7 +405,7 @@ def test_tiny_run_component_tables_and_plots(tiny_run):
     assert (attr["positive_mass"] >= 0).all() and (attr["negative_mass"] <= 0).all() and (attr["n_weights"] > 0).all()
     assert attr["parameter"].str.contains("class_embedding|time_emb_proj").all()
     ed = pd.read_parquet(tables / "concept_editing.parquet")
-    assert set(SPECS["concept_editing"].required + ["rule", "k", "selected"]) <= set(ed.columns)
+    assert set(SPECS["concept_editing"].required) | {"rule", "k", "selected"} <= set(ed.columns)
     assert set(ed["edit"]) == {"none", "erase", "amplify"}
     assert ed["prob"].between(0, 1).all() and ed["accuracy"].between(0, 1).all()
     for (concept, edit), g in ed[ed["selected"]].groupby(["concept", "edit"]):

@@ -88,8 +88,18 @@ def rule_execution(rule: str, config: dict, wildcards: Any = None) -> Execution:
 
 
 def rule_threads(rule: str, config: dict) -> int:
-    """The torch threads of a rule's jobs (the ``threads`` setting of its params; 1 if none)."""
-    return int(BUILDERS[rule](config, example_wildcards(config)).get("threads", 1))
+    """The torch threads of a rule's jobs (the ``threads`` setting of its params; 1 if none).
+
+    The example wildcards come from the same lists that define the rule's jobs, so a builder can
+    only fail on them when the config gives the rule no job at all (e.g. no concepts, no
+    commitment pairs); its threads are then never used, and ``config.threads`` is returned."""
+    from diffxai.core.errors import DiffxaiError
+
+    try:
+        settings = BUILDERS[rule](config, example_wildcards(config))
+    except (KeyError, IndexError, DiffxaiError):
+        return int(config.get("threads", 1))
+    return int(settings.get("threads", 1))
 
 
 def _first(values: Sequence[str]) -> str | None:
