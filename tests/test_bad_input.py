@@ -244,7 +244,7 @@ def test_bad_image_files_name_the_path(tmp_path, problem):
 
 
 def test_non_image_files_beside_images_are_ignored(tmp_path):
-    from diffxai.io.images import list_images
+    from diffxai.core.files import list_images
 
     root = write_image_folder(tmp_path, ["tiger"], n=2)
     (root / "tiger" / "README.txt").write_text("where these came from")

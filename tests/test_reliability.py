@@ -15,7 +15,6 @@ import yaml
 from conftest import REPO, TINY, run_snakemake, snakemake_cmd
 
 
-
 def _foundation_config(tmp_path):
     cfg = yaml.safe_load(TINY.read_text())
     cfg["stages"] = ["models", "trajectories", "likelihood"]

@@ -336,11 +336,12 @@ def test_band_ssim_separates_layout_from_detail():
 
 
 def test_schedule_distances_of_identical_samples():
-    from diffxai.stages.schedules import DISTANCE_COLUMNS, schedule_distances
+    from diffxai.io.specs import SPECS
+    from diffxai.stages.schedules import schedule_distances
 
     x = torch.rand(2, 3, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     d = schedule_distances({"u": x, "e": x.clone(), "l": x.flip(-1)}, ["a", "b"], sigma=1.0)
-    assert list(d.columns) == DISTANCE_COLUMNS and len(d) == 3 * 2 * 3
+    assert list(d.columns) == list(SPECS["schedule_distances"].required) and len(d) == 3 * 2 * 3
     same = d[(d["schedule_a"] == "u") & (d["schedule_b"] == "e")]
     assert (
         np.allclose(same[["ssim", "ssim_low", "ssim_high"]], 1) and (same[["rmse_low", "rmse_high"]] == 0).all().all()
@@ -443,19 +444,19 @@ def stage_run(tmp_path_factory, models):
 def check_stage_outputs(cfg: dict, tables, samples, plots) -> None:
     """The stage's contract on a run's outputs (tables, sample arrays and plots directories)."""
     from diffxai.io.arrays import load_arrays
+    from diffxai.io.specs import SPECS
     from diffxai.io.tables import read_metadata
-    from diffxai.stages.schedules import COMMITMENT_COLUMNS, DISTANCE_COLUMNS, SAMPLING_COLUMNS, STEPS_COLUMNS
 
     sec = cfg["schedules"]
     n_cls, n_seeds = len(cfg["classes"]), sec["n_seeds"]
     names = [s["name"] for s in sec["schedules"]]
     final = pd.read_parquet(tables / "schedule_sampling.parquet")
-    assert set(SAMPLING_COLUMNS) <= set(final.columns)
+    assert set(SPECS["schedule_sampling"].required) <= set(final.columns)
     assert len(final) == len(names) * n_cls * n_seeds
     assert final["prob"].between(0, 1).all() and final["top1_index"].between(0, 9).all()
     assert "diffxai.config_hash" in read_metadata(tables / "schedule_sampling.parquet")
     steps = pd.read_parquet(tables / "schedule_steps.parquet")
-    assert set(STEPS_COLUMNS) <= set(steps.columns)
+    assert set(SPECS["schedule_steps"].required) <= set(steps.columns)
     for s in sec["schedules"]:
         sub = steps[steps["schedule"] == s["name"]]
         assert len(sub) == n_cls * n_seeds * s["n_steps"]
@@ -463,7 +464,7 @@ def check_stage_outputs(cfg: dict, tables, samples, plots) -> None:
         assert ts.tolist() == make_schedule(s["kind"], 1000, s["n_steps"], s["gamma"]).timesteps.tolist()
     assert steps["prob"].between(0, 1).all()
     dist = pd.read_parquet(tables / "schedule_distances.parquet")
-    assert set(DISTANCE_COLUMNS) <= set(dist.columns)
+    assert set(SPECS["schedule_distances"].required) <= set(dist.columns)
     assert len(dist) == len(names) * (len(names) - 1) // 2 * n_cls * n_seeds
     assert dist[["ssim", "ssim_low", "ssim_high"]].apply(lambda c: c.between(-1, 1.0001)).all().all()
     arrs = {n: load_arrays(samples / f"{n}.safetensors")[0]["samples"] for n in names}
@@ -472,7 +473,7 @@ def check_stage_outputs(cfg: dict, tables, samples, plots) -> None:
     s0 = steps[steps["step"] == 0].pivot_table(index=["class_name", "seed"], columns="schedule", values="prob")
     assert np.allclose(s0.to_numpy(), s0.to_numpy()[:, :1], atol=1e-6)
     com = pd.read_parquet(tables / "commitment.parquet")
-    assert set(COMMITMENT_COLUMNS) <= set(com.columns)
+    assert set(SPECS["commitment"].required) <= set(com.columns)
     S = {s["name"]: s["n_steps"] for s in sec["schedules"]}
     assert set(com["schedule"]) == set(sec["commitment"]["schedules"])
     for name, sub in com.groupby("schedule"):

@@ -9,9 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from diffxai.core.errors import DiffxaiError
-from diffxai.core.files import class_folder
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+from diffxai.core.files import check_image, class_folder, list_images
 
 
 def load_digits_split(image_size: int = 16, test_fraction: float = 0.2, seed: int = 0):
@@ -49,33 +47,6 @@ def digits_for_class(label: int, n_images: int, image_size: int, seed: int = 0):
 def stroke_mask(x: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
     """Boolean ``(B, H, W)`` mask of digit strokes (any channel above ``threshold`` in [-1, 1])."""
     return (x > threshold).any(dim=1)
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Sorted image files of a class folder; a missing or empty folder is an error naming it."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DiffxaiError(str(folder), "image folder does not exist")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DiffxaiError(str(folder), f"image folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return files
-
-
-def check_image(path: str | Path) -> None:
-    """Raise a one-line error naming ``path`` if it is empty or not a readable image."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise DiffxaiError(str(path), "image file does not exist")
-    if path.stat().st_size == 0:
-        raise DiffxaiError(str(path), "image file is empty")
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DiffxaiError(str(path), f"not a readable image ({type(exc).__name__})") from None
 
 
 def load_image(path: str | Path, image_size: int, channels: int = 3) -> torch.Tensor:

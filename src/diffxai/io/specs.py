@@ -55,6 +55,11 @@ class TableSpec:
     key: tuple[str, ...]
     required: tuple[str, ...]
 
+    @property
+    def names(self) -> list[str]:
+        """Every column, in the order the stage writes them."""
+        return list(self.columns)
+
     def __post_init__(self):
         unknown = [c for c in dict.fromkeys((*self.key, *self.required)) if c not in self.columns]
         if unknown:
@@ -65,14 +70,24 @@ class TableSpec:
 
 
 def _spec(
-    name: str, description: str, key: tuple[str, ...], required: list[str], extra: dict[str, str], kinds: dict[str, str]
+    name: str,
+    description: str,
+    key: tuple[str, ...],
+    required: list[str],
+    extra: dict[str, str],
+    kinds: dict[str, str],
+    order: list[str] | None = None,
 ) -> TableSpec:
     """A spec from its required columns (dtype from ``kinds``, ``float64`` unless given) plus
-    ``extra`` optional columns."""
+    ``extra`` optional columns; ``order`` is the column order the stage writes (default: required,
+    then extra)."""
     req = list(required) + [c for c in key if c not in required]
     cols = {c: kinds.get(c, FLOAT) for c in req}
     for c, kind in extra.items():
         cols.setdefault(c, kind)
+    if order is not None:
+        assert sorted(order) == sorted(cols), f"{name}: order must list every column once"
+        cols = {c: cols[c] for c in order}
     return TableSpec(name, description, cols, tuple(key), tuple(req))
 
 
@@ -229,6 +244,19 @@ _SPEC_LIST = [
         required=["class_name", "method", "step", "metric", "value", "baseline_value"],
         extra={"timestep": INT, "nonfinite": BOOL},
         kinds=_KINDS,
+        order=[
+            "class_name",
+            "image_id",
+            "draw",
+            "step",
+            "timestep",
+            "view",
+            "method",
+            "metric",
+            "value",
+            "baseline_value",
+            "nonfinite",
+        ],
     ),
     _spec(
         "sanity",
@@ -244,6 +272,18 @@ _SPEC_LIST = [
             "n_valid": INT,
         },
         kinds=_KINDS,
+        order=[
+            "method",
+            "layer",
+            "cascade_index",
+            "spearman",
+            "ssim",
+            "spearman_signed",
+            "spearman_std",
+            "ssim_std",
+            "n_maps",
+            "n_valid",
+        ],
     ),
     _spec(
         "saliency_stats",

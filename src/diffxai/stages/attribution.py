@@ -43,6 +43,7 @@ from diffxai.core.errors import DiffxaiError
 from diffxai.core.imageops import ssim
 from diffxai.core.seeding import derive_seed, make_generator
 from diffxai.io.arrays import load_arrays, save_arrays
+from diffxai.io.specs import SPECS
 from diffxai.io.tables import aggregate_tables, provenance, write_table
 from diffxai.io.trajectories import TrajectorySelection, select_trajectories
 from diffxai.methods.attribution import (
@@ -71,32 +72,6 @@ log = logging.getLogger(__name__)
 #: what ``attribution.output`` names: the target every map of the job explains
 OUTPUT_TARGETS = {"logit": ClassLogit, "prob": ClassProbability}
 
-FAITH_COLUMNS = [
-    "class_name",
-    "image_id",
-    "draw",
-    "step",
-    "timestep",
-    "view",
-    "method",
-    "metric",
-    "value",
-    "baseline_value",
-    "nonfinite",
-]
-
-SANITY_COLUMNS = [
-    "method",
-    "layer",
-    "cascade_index",
-    "spearman",
-    "ssim",
-    "spearman_signed",
-    "spearman_std",
-    "ssim_std",
-    "n_maps",
-    "n_valid",
-]
 
 LAYOUT = "maps: (N images, K draws, S selected steps, V views, H, W); channels summed"
 
@@ -266,7 +241,9 @@ def compute(params: dict, inputs, outputs) -> None:
     )
     meta = provenance(params, device)
     write_table(frame, outputs.stats, "attribution_stats", meta)
-    write_table(pd.concat(rows, ignore_index=True)[FAITH_COLUMNS], outputs.faithfulness, "faithfulness", meta)
+    write_table(
+        pd.concat(rows, ignore_index=True)[SPECS["faithfulness"].names], outputs.faithfulness, "faithfulness", meta
+    )
 
 
 def sanity(params: dict, inputs, outputs) -> None:
@@ -329,7 +306,7 @@ def sanity(params: dict, inputs, outputs) -> None:
         )
     elapsed = time.time() - started
     log.info("%s: sanity check over %d layers x %d maps in %.2fs", name, len(layers), len(images), elapsed)
-    write_table(pd.DataFrame(rows, columns=SANITY_COLUMNS), outputs[0], "sanity", provenance(params, device))
+    write_table(pd.DataFrame(rows, columns=SPECS["sanity"].names), outputs[0], "sanity", provenance(params, device))
 
 
 def aggregate(params: dict, inputs, outputs) -> None:

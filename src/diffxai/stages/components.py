@@ -30,6 +30,7 @@ from diffxai.core.errors import DiffxaiError
 from diffxai.core.timesteps import uniform_timesteps
 from diffxai.io.arrays import save_arrays
 from diffxai.io.images import class_images
+from diffxai.io.specs import SPECS
 from diffxai.io.tables import aggregate_tables, provenance, write_table
 from diffxai.methods import components as cad
 from diffxai.models.backend import DiffusionBackend
@@ -42,24 +43,6 @@ EDITS = ("erase", "amplify")
 
 #: the first columns of ``concept_editing`` (the rest follow in the order they are made)
 EDITING_FIRST = ["concept", "edit", "rho", "eval_class", "prob", "accuracy", "rule", "k"]
-
-COUNTERFACTUAL_COLUMNS = [
-    "concept",
-    "objective",
-    "parameter",
-    "flat_index",
-    "group",
-    "weight",
-    "attribution",
-    "predicted_delta",
-    "actual_delta",
-    "actual_delta_full",
-    "n_items",
-    "pearson",
-    "spearman",
-    "pearson_random",
-    "spearman_random",
-]
 
 
 def _backend(params: dict, inputs, device: torch.device) -> DiffusionBackend:
@@ -304,7 +287,9 @@ def concept(params: dict, inputs, outputs) -> None:
     write_table(pd.concat(frames, ignore_index=True), outputs.attribution, "component_attribution", meta)
     write_table(editing, outputs.editing, "concept_editing", meta)
     counterfactual = (
-        pd.concat(cf_frames, ignore_index=True) if cf_frames else pd.DataFrame(columns=COUNTERFACTUAL_COLUMNS)
+        pd.concat(cf_frames, ignore_index=True)
+        if cf_frames
+        else pd.DataFrame(columns=SPECS["component_counterfactual"].names)
     )
     write_table(counterfactual, outputs.counterfactual, "component_counterfactual", meta)
     save_arrays(

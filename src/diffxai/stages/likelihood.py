@@ -17,27 +17,12 @@ import torch
 from diffxai.config.experiment import classifier_spec
 from diffxai.core.device import resolve_device
 from diffxai.io.arrays import load_arrays
+from diffxai.io.specs import SPECS
 from diffxai.io.tables import aggregate_meta, concat_parquet, provenance, write_table
 from diffxai.metrics.curves import critical_intervals
 from diffxai.models.classifiers import classify, load_classifier
 
 log = logging.getLogger(__name__)
-
-
-LIKELIHOOD_COLUMNS = [
-    "class_name",
-    "class_index",
-    "image_id",
-    "draw",
-    "step",
-    "timestep",
-    "view",
-    "prob",
-    "logit",
-    "top1_index",
-    "top1_prob",
-    "entropy",
-]
 
 
 def likelihood_frame(
@@ -70,7 +55,7 @@ def likelihood_frame(
             "top1_prob": top1_prob.reshape(-1).numpy(),
             "entropy": entropy.reshape(-1).numpy(),
         },
-        columns=LIKELIHOOD_COLUMNS,
+        columns=SPECS["likelihood"].names,
     )
 
 

@@ -38,6 +38,7 @@ from diffxai.core.errors import DiffxaiError
 from diffxai.core.seeding import make_generator
 from diffxai.core.timesteps import level_timesteps
 from diffxai.io.arrays import save_arrays
+from diffxai.io.specs import SPECS
 from diffxai.io.tables import aggregate_tables, provenance, write_table
 from diffxai.methods.saliency import (
     Denoiser,
@@ -60,20 +61,6 @@ METHODS = ("dfrise", "dfcam")
 STAGE = "saliency"
 #: samples per chunk of the sampling loop and x̂0 predictions per decoder call
 SAMPLE_BATCH = 8
-#: the contract columns of ``saliency_stats.parquet``, first in this order
-CONTRACT = [
-    "class_name",
-    "sample",
-    "step",
-    "timestep",
-    "method",
-    "layer",
-    "entropy",
-    "gini",
-    "top10_mass",
-    "deletion_auc",
-    "insertion_auc",
-]
 CURVES = ("deletion_curve", "insertion_curve", "random_deletion_curve", "random_insertion_curve")
 
 
@@ -291,7 +278,8 @@ def compute(params: dict, inputs, outputs) -> None:
     df["model_type"] = backend.kind
     df["guidance"] = float(s["guidance"])
     df["eval_score"], df["eval_target"] = ev["score"], ev["target"]
-    df = df[CONTRACT + [c for c in df.columns if c not in CONTRACT]]
+    contract = list(SPECS["saliency_stats"].required)
+    df = df[contract + [c for c in df.columns if c not in contract]]
     arrays = {
         "maps": maps,
         "x_t": ex.x_t,

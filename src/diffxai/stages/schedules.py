@@ -45,6 +45,7 @@ from diffxai.core.imageops import band_ssim
 from diffxai.core.seeding import make_generator
 from diffxai.core.timesteps import Schedule, make_schedule
 from diffxai.io.arrays import load_arrays, save_arrays
+from diffxai.io.specs import SPECS
 from diffxai.io.tables import aggregate_meta, concat_parquet, provenance, write_table
 from diffxai.metrics.curves import commitment_step, decided_step
 from diffxai.models.backend import DiffusionBackend
@@ -58,46 +59,6 @@ log = logging.getLogger(__name__)
 STAGE = "schedules"
 #: the stage key of DDPM's per-step noise generators
 STEP_NOISE = "schedules-ddpm"
-
-SAMPLING_COLUMNS = ["schedule", "gamma", "n_steps", "class_name", "seed", "prob", "top1_index"]
-STEPS_COLUMNS = ["schedule", "gamma", "n_steps", "class_name", "seed", "step", "timestep", "prob", "top1_index"]
-DISTANCE_COLUMNS = [
-    "schedule_a",
-    "schedule_b",
-    "class_name",
-    "seed",
-    "ssim",
-    "ssim_low",
-    "ssim_high",
-    "rmse_low",
-    "rmse_high",
-]
-COMMITMENT_COLUMNS = [
-    "pair",
-    "class_a",
-    "class_b",
-    "schedule",
-    "switch_step",
-    "switch_timestep",
-    "seed",
-    "final_top1",
-    "prob_a",
-    "prob_b",
-    "ends_as",
-]
-SUMMARY_COLUMNS = [
-    "pair",
-    "class_a",
-    "class_b",
-    "schedule",
-    "switch_step",
-    "switch_timestep",
-    "share_a",
-    "share_b",
-    "n_seeds",
-    "commit_step",
-    "commit_timestep",
-]
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,13 +358,15 @@ def commitment_summary(df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame
                     "commit_timestep": int(ts[kstep]) if kstep >= 0 else -1,
                 }
             )
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return pd.DataFrame(rows, columns=SPECS["commitment_summary"].required)
 
 
 def _commitment_tables(paths: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The commitment table and its summary (empty tables with the columns when no pair ran)."""
     if not paths:
-        return pd.DataFrame(columns=COMMITMENT_COLUMNS + ["n_steps", "kind"]), pd.DataFrame(columns=SUMMARY_COLUMNS)
+        return pd.DataFrame(columns=[*SPECS["commitment"].required, "n_steps", "kind"]), pd.DataFrame(
+            columns=SPECS["commitment_summary"].required
+        )
     df = concat_parquet(paths)
     return df, commitment_summary(df)
 
@@ -415,7 +378,7 @@ def schedule_distances(samples: dict[str, torch.Tensor], class_names: list[str],
         samples: schedule name → ``(K classes, N seeds, C, H, W)`` in [-1, 1] from the same seeds.
         sigma: low-pass Gaussian σ in pixels.
     Returns:
-        One row per (schedule pair, class, seed): ``DISTANCE_COLUMNS``
+        One row per (schedule pair, class, seed): the ``schedule_distances`` spec's columns
         (:func:`diffxai.core.imageops.band_ssim`).
     """
     rows = []
@@ -438,7 +401,7 @@ def schedule_distances(samples: dict[str, torch.Tensor], class_names: list[str],
                 }
             )
         )
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=DISTANCE_COLUMNS)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=SPECS["schedule_distances"].required)
 
 
 def aggregate(params: dict, inputs, outputs) -> None:
