@@ -13,13 +13,14 @@ from diffxai.core.seeding import derive_seed, make_generator
 from diffxai.core.timesteps import level_timesteps, uniform_timesteps
 from diffxai.io.arrays import load_arrays, save_arrays
 from diffxai.io.images import load_digits_split, load_folder, load_image, stroke_mask
+from diffxai.io.specs import SPECS
 from diffxai.io.tables import read_metadata, write_parquet
 from diffxai.metrics.curves import critical_interval, critical_intervals
 from diffxai.models.classifiers import DemoCNN, load_classifier
 from diffxai.models.loading import load_backend
 from diffxai.sampling.noising import forward_noise, linear_alphas_cumprod, predict_x0
 from diffxai.sampling.trajectories import forward_trajectories, reverse_trajectories
-from diffxai.stages.likelihood import LIKELIHOOD_COLUMNS, likelihood_frame
+from diffxai.stages.likelihood import likelihood_frame
 from helpers import (
     build_tiny_pixel_ddpm,
     build_tiny_resnet_state_dict,
@@ -81,7 +82,7 @@ def test_likelihood_frame_and_intervals():
     n, k, s, c = 2, 3, 4, 5
     logits = torch.randn(n, k, s, c, generator=torch.Generator().manual_seed(0))
     df = likelihood_frame(logits, "a", 2, ["i0", "i1"], np.array([999, 600, 300, 0]), "x_t")
-    assert list(df.columns) == LIKELIHOOD_COLUMNS and len(df) == n * k * s
+    assert list(df.columns) == SPECS["likelihood"].names and len(df) == n * k * s
     p = torch.softmax(logits.double(), -1)
     np.testing.assert_allclose(df["prob"], p[..., 2].reshape(-1).numpy())
     row = df[(df.image_id == "i1") & (df.draw == 2) & (df.step == 3)].iloc[0]

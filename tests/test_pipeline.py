@@ -10,9 +10,9 @@ import pandas as pd
 import yaml
 
 from conftest import TINY, run_snakemake
+from diffxai.io.specs import SPECS
 from diffxai.io.tables import read_metadata
 from diffxai.metrics.curves import INTERVAL_COLUMNS
-from diffxai.stages.likelihood import LIKELIHOOD_COLUMNS
 from helpers import (
     build_tiny_pixel_ddpm,
     build_tiny_resnet_state_dict,
@@ -28,7 +28,7 @@ def test_tiny_run_writes_the_contract_tables(tiny_run):
     cfg = tiny_config()
     n_cls, n_img, k, s = len(cfg["classes"]), cfg["data"]["n_images"], cfg["noise"]["n_draws"], cfg["noise"]["n_levels"]
     lik = pd.read_parquet(tiny_run / "tables" / "likelihood.parquet")
-    assert set(LIKELIHOOD_COLUMNS) <= set(lik.columns)
+    assert set(SPECS["likelihood"].names) <= set(lik.columns)
     assert len(lik) == n_cls * n_img * k * s * 2
     assert lik["prob"].between(0, 1).all() and lik["top1_prob"].between(0, 1).all()
     assert set(lik["view"]) == {"x_t", "x0_pred"} and lik["step"].max() == s - 1
