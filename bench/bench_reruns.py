@@ -119,30 +119,37 @@ CODE_CASES = [
 ]
 
 
-def measure(work: Path, config: Path) -> list[tuple[str, Counter]]:
+def _code_case(work: Path, config: Path, tmp: Path, rel: str, extra: str | None) -> Counter:
+    """A dry run on a snapshot of the workflow with one source file edited."""
+    snapshot = snapshot_workflow(tmp / "workflow")
+    target = snapshot / rel
+    text = target.read_text()
+    target.write_text(text.replace('"""', '""" Reworded:', 1) if extra is None else text + extra)
+    return dry_run(snapshot, work, config)[0]
+
+
+def measure(work: Path, config: Path, parallel: int = 2) -> list[tuple[str, Counter]]:
+    """(change, planned jobs) for every case; ``parallel`` dry runs at a time (each on its own
+    snapshot, so no case sees another's edit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     cfg = yaml.safe_load(config.read_text())
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="diffxai-reruns-") as tmp:
-        snapshot = snapshot_workflow(Path(tmp) / "workflow")
+    with tempfile.TemporaryDirectory(prefix="diffxai-reruns-") as tmp_name:
+        tmp = Path(tmp_name)
+        snapshot = snapshot_workflow(tmp / "workflow")
         jobs, seconds, _ = dry_run(snapshot, work, config)
-        rows.append((f"nothing (planning took {seconds:.1f} s)", jobs))
-        for label, changed in config_cases(cfg):
-            path = Path(tmp) / "changed.yaml"
+        rows = [(f"nothing (planning took {seconds:.1f} s)", jobs)]
+        tasks = []
+        for i, (label, changed) in enumerate(config_cases(cfg)):
+            path = tmp / f"changed{i}.yaml"
             path.write_text(yaml.safe_dump(changed, sort_keys=False))
-            rows.append((label, dry_run(snapshot, work, path)[0]))
-        for label, rel, extra in CODE_CASES:
-            target = snapshot / rel
-            text, st = target.read_text(), target.stat()
-            if extra is None:
-                new = text.replace('"""', '""" Reworded:', 1)
-            else:
-                new = text + extra
-            target.write_text(new)
-            try:
-                rows.append((label, dry_run(snapshot, work, config)[0]))
-            finally:
-                target.write_text(text)
-                os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            tasks.append((label, lambda path=path: dry_run(snapshot, work, path)[0]))
+        for i, (label, rel, extra) in enumerate(CODE_CASES):
+            case_dir = tmp / f"code{i}"
+            tasks.append((label, lambda d=case_dir, r=rel, e=extra: _code_case(work, config, d, r, e)))
+        with ThreadPoolExecutor(parallel) as pool:
+            results = list(pool.map(lambda task: task[1](), tasks))
+        rows += [(label, jobs) for (label, _), jobs in zip(tasks, results)]
     return rows
 
 
@@ -153,10 +160,8 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     rows = measure(Path(args.work), Path(args.configfile))
-    total = None
     for label, jobs in rows:
         n = sum(v for k, v in jobs.items() if k != "all")
-        total = total or n
         rules = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(jobs.items()) if k != "all") or "-"
         print(f"| {label} | {n} | {rules} |" if args.markdown else f"{n:4d} jobs  {label}: {rules}")
 

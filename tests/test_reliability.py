@@ -27,7 +27,6 @@ def _foundation_config(tmp_path):
 ONE_CORE_JOBS = [
     "attribution/ig/digit_3.stats.parquet",
     "saliency/dfrise/digit_3.parquet",
-    "schedules/early.parquet",
     "components/digit_7/attribution.parquet",
 ]
 
@@ -49,7 +48,6 @@ def test_one_core_jobs_are_byte_identical_to_the_two_core_run(tiny_run, tmp_path
         "--allowed-rules",
         "attribution_compute",
         "saliency_compute",
-        "schedules_generate",
         "components_concept",
         "--",
         *targets,

@@ -115,7 +115,7 @@ def test_tiny_run_on_slurm_equals_the_local_run(slurm_env, tiny_run, tmp_path):
     ]
     one = cfg["classes"][0]["name"]
     if stages != "all":
-        cmd.append(f"results/tiny/likelihood/{one}.parquet")
+        cmd.insert(3, f"results/tiny/likelihood/{one}.parquet")  # a target before the options
     started = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT)
