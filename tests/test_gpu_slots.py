@@ -53,7 +53,8 @@ def start_holder(tmp_path, env, name, n=1, timeout=20.0, crash=False):
 
 def wait_for(path: Path, proc, timeout=20.0) -> str:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    # the holder writes the devices and a newline: an existing but still empty file is not ready
+    while not (path.exists() and path.read_text().endswith("\n")):
         if proc.poll() is not None:
             raise AssertionError(f"holder exited {proc.returncode}: {proc.stderr.read()}")
         assert time.monotonic() < deadline, f"{path} not written"

@@ -112,10 +112,11 @@ def test_poster_config_on_tiny_checkpoints(tmp_path, monkeypatch):
     assert [c["index"] for c in poster["classes"]] == [283, 284, 285, 292]
     assert poster["noise"]["n_levels"] == 100 and poster["models"]["classifier"]["weights"] == "IMAGENET1K_V1"
     res = tmp_path / "results" / "cats-tiny"
+    out = "results/cats-tiny"  # targets relative to the working directory, like the rules' outputs
     targets = [
-        f"{res}/tables/likelihood.parquet",
-        f"{res}/tables/models.parquet",
-        f"{res}/plots/likelihood_by_view.png",
+        f"{out}/tables/likelihood.parquet",
+        f"{out}/tables/models.parquet",
+        f"{out}/plots/likelihood_by_view.png",
     ]
     run_snakemake(tmp_path, "--cores", "2", "--", *targets, configfile=write_config(tmp_path / "cats.yaml", cfg))
     lik = pd.read_parquet(res / "tables" / "likelihood.parquet")
