@@ -307,7 +307,3 @@ def get_final_output():
     targets = [x for s in config["stages"] for x in stage_targets(s)]
     return targets + ([f"{R}/report/tables"] if get_report_tables() else [])
 
-
-# TEMPORARY (removed when every stage is converted): lets unconverted .smk files parse
-def get_code_hash(*modules):
-    return "legacy"

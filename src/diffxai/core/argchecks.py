@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Torch-free argument checks shared by the config checks and the methods (DF-RISE masks,
+deletion/insertion, CAD edit rules): one-line :class:`~diffxai.core.errors.DiffxaiError` naming the field.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Timestep maths (numpy): the step/timestep convention, noise levels, uniform and exponential
+schedules, and the ONE timestep check.
+
+``step`` runs as generation does: step 0 is the noisiest, step S-1 the cleanest; ``timestep`` is
+the scheduler's t in ``[0, T)``.
+"""
 
 from __future__ import annotations
 

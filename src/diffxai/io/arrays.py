@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""Named tensors as safetensors files with JSON-encoded metadata, written atomically; never pickles."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The ONE atomic write: a temporary file beside the target, renamed into place when complete."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""Images: scikit-learn's bundled digits (offline) and folders of real photos.
+
+Convention everywhere in diffxai: images are float tensors ``(B, C, H, W)`` in ``[-1, 1]``,
+the range diffusion models work in. Classifiers wrap their own preprocessing.
+"""
 
 from __future__ import annotations
 

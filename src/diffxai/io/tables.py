@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Parquet tables with provenance, written atomically and checked against their contract spec.
+
+Every Parquet file carries key-value metadata (``diffxai.*`` keys): the hash of the job's settings,
+diffxai version and source (AST) hash, torch / diffusers / captum versions, device and seed.
+:func:`write_table` checks a table against its spec (:mod:`diffxai.io.specs`) before writing it.
+"""
 
 from __future__ import annotations
 

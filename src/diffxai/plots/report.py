@@ -1,4 +1,11 @@
-"""TODO docstring."""
+"""Tables for ``snakemake --report``: each Parquet table rendered as a self-contained HTML page.
+
+The report shows images and HTML inline but offers other files only as downloads, so every
+``results/NAME/tables/<name>.parquet`` that ``rule all`` builds gets a page
+``results/NAME/report/tables/<name>.html`` (one job renders them all): what one row is, the columns and their types, the
+provenance metadata the table carries, and the rows (the first ``max_rows``; the Parquet file
+itself stays the complete record).
+"""
 
 from __future__ import annotations
 

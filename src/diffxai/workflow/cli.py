@@ -1,4 +1,16 @@
-"""TODO docstring."""
+"""``diffxai``: check a config before a run, or run the pipeline with the config checked first.
+
+::
+
+    diffxai check config/imagenet_cats.yaml      # syntax, schema, every field, every input file
+    diffxai run --cores all --configfile my.yaml  # = snakemake ..., after checking each --configfile
+
+``snakemake --configfile my.yaml`` works too, but Snakemake parses that file before the workflow's
+code runs, so a YAML syntax error there comes back as Snakemake's own message without the file
+name. ``diffxai check`` / ``diffxai run`` report it as one line naming the file and line. Several
+files merge in order, as Snakemake merges them; without a file the demo ``config/config.yaml`` is
+checked (run from the repository root, like Snakemake).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,26 @@
-"""TODO docstring."""
+"""One GPU per concurrent job on a multi-GPU workstation: device slots held by file locks.
+
+Snakemake counts the ``gpu`` resource (``--resources gpu=N``) but does not say *which* device a
+job should use, so two jobs started together would both land on ``cuda:0``. Every diffxai job
+whose rule asks for ``gpu > 0`` calls :func:`acquire_gpus` before torch touches CUDA: it takes an
+exclusive ``fcntl.flock`` on one lock file per device in a slots directory shared by all jobs on
+the machine, and sets ``CUDA_VISIBLE_DEVICES`` to the devices it holds, so the job's ``cuda:0``
+is its own device. The kernel drops the locks when the process exits, also when it crashes or is
+killed, so a slot can never leak.
+
+Devices to hand out, in order of precedence:
+
+* under a scheduler that already binds devices (SLURM sets ``CUDA_VISIBLE_DEVICES`` from the
+  job's GRES; detected by ``SLURM_JOB_ID``), or with ``DIFFXAI_GPU_SLOTS=off``: nothing is
+  locked and ``CUDA_VISIBLE_DEVICES`` is used as given;
+* ``CUDA_VISIBLE_DEVICES`` when set (e.g. ``0,2`` to give the workflow two of four GPUs);
+* ``DIFFXAI_GPU_COUNT`` (an integer; used by the tests, which have no GPU);
+* the NVIDIA driver's device list (``/proc/driver/nvidia/gpus``, else ``nvidia-smi -L``), read
+  without initialising CUDA.
+
+Locks live in ``DIFFXAI_GPU_SLOTS_DIR`` or ``<tmpdir>/diffxai-gpu-slots-<uid>``: one machine-wide
+directory, so that two workflows running side by side also share the devices fairly.
+"""
 
 from __future__ import annotations
 
