@@ -306,4 +306,3 @@ def get_final_output():
     """Targets of the default rule: every selected stage's outputs, plus the report's table pages."""
     targets = [x for s in config["stages"] for x in stage_targets(s)]
     return targets + ([f"{R}/report/tables"] if get_report_tables() else [])
-
