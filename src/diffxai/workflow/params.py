@@ -47,8 +47,9 @@ def rule_params(rule: str, config: dict, wildcards: Any = None) -> dict:
 #: keys that only say how a job batches its work (never what it computes): not rerun triggers
 EXECUTION_KEYS = frozenset({"batch_size"})
 #: settings whose batch sizes DO change what is computed, so they stay settings: Captum's
-#: NoiseTunnel (SmoothGrad, VarGrad) draws its noise per chunk of maps, DF-RISE its masks per chunk
-RESULT_BATCH_SIZES = ("attribution.methods.", "saliency.rise.")
+#: NoiseTunnel (SmoothGrad, VarGrad) draws its noise per chunk of maps, DF-RISE its masks per chunk,
+#: and a training batch size is a hyper-parameter of the trained model
+RESULT_BATCH_SIZES = ("attribution.methods.", "saliency.rise.", "models.diffusion.train.", "models.classifier.train.")
 
 
 def split_execution(obj: Any, _path: str = "") -> tuple[Any, dict]:
