@@ -2,9 +2,9 @@ from pathlib import Path
 
 # rules/config.smk (included first) put src/ on the path. Only torch-free layers are imported
 # here: planning a run (`snakemake -n`, `--lint`, a bad config) never imports torch.
-from diffxai.config import check_config
+from diffxai.config.checks import check_config
 from diffxai.config.experiment import commitment_pairs, pair_id, saliency_classes
-from diffxai.core.codehash import code_hash
+from diffxai.core.codehash import SOURCE_HASH_ENV, code_hash, package_hash
 from diffxai.workflow.params import rule_execution, rule_params, rule_threads
 
 # Schema, defaults and every stage's checks, before any job is planned.
@@ -87,6 +87,13 @@ def get_ddpm(wildcards=None):
 
 def get_classifier(wildcards=None):
     return f"{R}/models/classifier.safetensors" if DEMO_CLASSIFIER else []
+
+
+def get_stage_classifier(stage):
+    """The demo classifier for a stage that uses models.classifier; nothing when the stage
+    names its own (components.classifier: a torchvision model or a state dict)."""
+    own = config[stage].get("classifier")
+    return (lambda wildcards=None: []) if own else get_classifier
 
 
 def get_class_images(wildcards):
@@ -302,7 +309,38 @@ def get_report_tables(wildcards=None):
     ]
 
 
+def get_explorer_inputs(wildcards=None):
+    """What the explorer page shows: the arrays and tables of the stages `rule all` runs
+    (a stage left out of `config.stages` leaves its panels out, and builds nothing)."""
+    stages, t = set(config["stages"]), f"{R}/tables"
+    inputs = {}
+    if stages & {"trajectories", "likelihood", "attribution"}:
+        inputs["trajectories"] = get_trajectories()
+    if "likelihood" in stages:
+        inputs["likelihood"] = f"{t}/likelihood.parquet"
+        inputs["intervals"] = f"{t}/critical_intervals.parquet"
+    if "attribution" in stages:
+        inputs["attribution_maps"] = get_attribution_maps()
+        inputs["faithfulness"] = f"{t}/faithfulness.parquet"
+    if "saliency" in stages:
+        inputs["saliency_maps"] = get_saliency_maps()
+        inputs["saliency_stats"] = f"{t}/saliency_stats.parquet"
+    if "schedules" in stages:
+        inputs["schedule_samples"] = get_schedule_samples()
+        inputs["schedule_sampling"] = f"{t}/schedule_sampling.parquet"
+        inputs["schedule_steps"] = f"{t}/schedule_steps.parquet"
+    if "components" in stages and COMPONENT_CONCEPTS:
+        inputs["component_baseline"] = f"{R}/components/baseline_samples.safetensors"
+        inputs["component_arrays"] = get_component_arrays()
+        inputs["concept_editing"] = f"{t}/concept_editing.parquet"
+    if "tokens" in stages:  # the token stage (issue 14): its table, when it lands
+        inputs["token_relevance"] = f"{t}/token_relevance.parquet"
+    return inputs
+
+
 def get_final_output():
-    """Targets of the default rule: every selected stage's outputs, plus the report's table pages."""
+    """Targets of the default rule: every selected stage's outputs, plus the report's table pages
+    and the explorer page."""
     targets = [x for s in config["stages"] for x in stage_targets(s)]
-    return targets + ([f"{R}/report/tables"] if get_report_tables() else [])
+    targets += [f"{R}/report/tables"] if get_report_tables() else []
+    return targets + ([f"{R}/explorer"] if get_explorer_inputs() else [])

@@ -1,7 +1,7 @@
 rule components_baseline:
     input:
         ddpm=get_ddpm,
-        classifier=get_classifier,
+        classifier=get_stage_classifier("components"),
     output:
         table=f"{R}/components/baseline.parquet",
         samples=f"{R}/components/baseline_samples.safetensors",
@@ -27,7 +27,7 @@ rule components_baseline:
 rule components_concept:
     input:
         ddpm=get_ddpm,
-        classifier=get_classifier,
+        classifier=get_stage_classifier("components"),
         baseline=f"{R}/components/baseline.parquet",
     output:
         attribution=f"{R}/components/{{concept}}/attribution.parquet",

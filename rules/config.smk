@@ -28,3 +28,12 @@ def check_config_file(path):
     """One line naming the file (and line) for a missing or malformed config file, before
     Snakemake's own loader reports it without the file name."""
     or_exit(load_config, path)
+
+
+def check_config_files(paths):
+    """Re-read every --configfile with diffxai's loader: Snakemake's own has read them already and
+    silently kept the last of a key given twice, which ours refuses (one line: file, line, key).
+    Paths inside the working directory are named relative to it."""
+    cwd = Path.cwd()
+    for path in map(Path, paths):
+        check_config_file(path.relative_to(cwd) if path.is_relative_to(cwd) else path)

@@ -21,3 +21,22 @@ rule report_tables:
         code=get_code("report_tables"),
     script:
         "../scripts/report_tables.py"
+
+
+rule report_explorer:
+    input:
+        unpack(get_explorer_inputs),
+    output:
+        directory(f"{R}/explorer"),
+    log:
+        f"{R}/logs/report_explorer.log",
+    benchmark:
+        f"{R}/benchmarks/report_explorer.tsv"
+    conda:
+        "../envs/diffxai.yaml"
+    params:
+        settings=get_settings("report_explorer"),
+        execution=get_execution("report_explorer"),
+        code=get_code("report_explorer"),
+    script:
+        "../scripts/report_explorer.py"

@@ -3,6 +3,10 @@
 Lanes: ``pytest -m "not e2e"`` is the fast lane (in-process unit and stage tests); every test that
 starts Snakemake is marked ``e2e`` automatically (it uses the ``tiny_run`` fixture, lives in
 ``tests/e2e/``, or calls :func:`run_snakemake`), so nobody has to remember the marker.
+
+Workers: the suite runs on pytest-xdist (``-n auto --dist loadgroup`` in pyproject.toml). Every
+test that reads the tiny run is put in the xdist group ``tiny``, so the run is made once, on one
+worker, while the other workers take the rest of the suite.
 """
 
 from __future__ import annotations
@@ -56,10 +60,13 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: boo
     return proc
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     import inspect
 
     for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny"))
         if item.get_closest_marker("e2e"):
             continue
         fn = getattr(item, "function", None)

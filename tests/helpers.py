@@ -9,6 +9,18 @@ import torch
 import yaml
 
 TINY = Path(__file__).resolve().parent / "configs" / "tiny.yaml"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny" / "tables"
+
+
+def golden_rows(table: str, **where):
+    """The rows of the golden table ``table`` (tests/golden/tiny/tables) where each column equals
+    its value in ``where``, index reset: what a job of the tiny config must write."""
+    import pandas as pd
+
+    want = pd.read_parquet(GOLDEN / f"{table}.parquet")
+    for col, value in where.items():
+        want = want[want[col] == value]
+    return want.reset_index(drop=True)
 
 
 def tiny_config(**overrides) -> dict:

@@ -156,6 +156,16 @@ def test_gradshap_independent_of_batch_size_and_seeded():
     assert np.array_equal(np_state[1], np.random.get_state()[1])
 
 
+def test_gradshap_keeps_a_16_bit_model_in_its_dtype():
+    """The noise is drawn in float32 (Captum's draws, bit for bit) and added in the input's dtype:
+    a bfloat16 model gets bfloat16 inputs, not float32 ones it cannot take."""
+    spec = build_method("gradshap", POSTER_METHODS["gradshap"])
+    model = _cnn().to(torch.bfloat16)
+    x = (torch.rand(2, 1, 16, 16) * 2 - 1).to(torch.bfloat16)
+    maps = MapAttributor(model, spec).attribute(x, ClassLogit(3), _seeds(2), batch_size=2)
+    assert maps.shape[0] == 2 and torch.isfinite(maps.float()).all()
+
+
 class _Softmax(nn.Module):
     """The old ``forward_function(model, "prob")``: the model followed by a softmax."""
 
@@ -267,8 +277,8 @@ def test_bad_method_is_one_line_error_naming_it(entry, where):
 
 
 def test_config_validation_of_methods(repo):
-    from diffxai.config import load_config, validate_config
-    from diffxai.config.checks import check_attribution_config
+    from diffxai.config.checks import check_attribution_config, validate_config
+    from diffxai.config.load import load_config
 
     cfg = validate_config(load_config(repo / "config" / "config.yaml"))
     assert set(build_methods(cfg["attribution"]["methods"])) == {"ig", "gradshap", "occlusion"}
@@ -334,7 +344,8 @@ class Files(list):
 def small_job(tmp_path, repo):
     """A validated tiny config (every step, image and draw), one class's trajectory file and a demo
     classifier checkpoint."""
-    from diffxai.config import load_config, validate_config
+    from diffxai.config.checks import validate_config
+    from diffxai.config.load import load_config
     from diffxai.io.arrays import save_arrays
     from diffxai.models.demo import save_demo_classifier
 

@@ -210,8 +210,8 @@ def test_bad_inputs_are_one_line_errors():
     with pytest.raises(DiffxaiError, match="unknown edit rule"):
         cad.edit_masks(_attributions(), "columns", 1)
     from conftest import TINY
-    from diffxai.config import load_config, validate_config
-    from diffxai.config.checks import check_components_config
+    from diffxai.config.checks import check_components_config, validate_config
+    from diffxai.config.load import load_config
 
     cfg = validate_config(load_config(TINY))
     cfg["components"]["concepts"] = ["digit_3", "digit_9"]
@@ -284,7 +284,7 @@ def run_stage(cfg: dict, out: Path, concept: str, inputs: dict) -> dict[str, str
 def test_stage_on_a_tiny_pixel_model(tmp_path):
     """The actions in process on a tiny class-conditional pixel DDPM and an untrained demo classifier:
     tables, exact settings, and an edit that zeroes nothing reusing the baseline's evaluation."""
-    from diffxai.config import validate_config
+    from diffxai.config.checks import validate_config
     from diffxai.models.classifiers import DemoCNN
     from diffxai.models.demo import save_demo_classifier
 
@@ -331,24 +331,33 @@ def test_stage_on_a_tiny_pixel_model(tmp_path):
 
 
 def test_unconditional_model_is_a_one_line_error(tmp_path):
-    from diffxai.config import validate_config
+    """Known when the config is checked (the model's unet/config.json has no class embedding); the
+    job still refuses one (a model that changed after planning)."""
+    from diffxai.config.checks import validate_config
     from diffxai.stages import components
 
     ddpm = build_tiny_pixel_ddpm(tmp_path / "ddpm", image_size=8, channels=1)
-    cfg = validate_config(
-        {
+
+    def config(model):
+        return {
             "experiment": "uncond",
             "device": "cpu",
             "stages": ["components"],
-            "models": {"diffusion": {"source": "pretrained", "id": str(ddpm)}, "classifier": {"source": "demo"}},
+            "models": {"diffusion": {"source": "pretrained", "id": str(model)}, "classifier": {"source": "demo"}},
             "data": {"source": "digits", "image_size": 8, "n_images": 2},
             "classes": [{"name": "digit_3", "index": 3}],
             "components": {"concepts": ["digit_3"]},
         }
-    )
+
+    with pytest.raises(DiffxaiError, match=r"config\.stages\[0\]: components needs a class-conditional model") as exc:
+        validate_config(config(ddpm))
+    assert "\n" not in str(exc.value)
+    cond = build_tiny_pixel_ddpm(tmp_path / "cond", image_size=8, channels=1, n_classes=10)
+    cfg = validate_config(config(cond))
     from diffxai.workflow.params import merge, rule_execution, rule_params
 
     params = merge(rule_params("components_baseline", cfg), rule_execution("components_baseline", cfg).values)
+    params["models"]["diffusion"]["id"] = str(ddpm)  # the model was replaced after the check
     with pytest.raises(DiffxaiError, match="needs a class-conditional model") as exc:
         components.baseline(params, Files(ddpm=str(ddpm), classifier=""), Files(table="t", samples="s"))
     assert "\n" not in str(exc.value)
@@ -357,7 +366,7 @@ def test_unconditional_model_is_a_one_line_error(tmp_path):
 def test_sd_path_on_tiny_stable_diffusion(tmp_path):
     """The whole stage on a tiny SD pipeline: prompts as concepts, "" as c_b, ff weights, the
     configured scheduler on its own spacing."""
-    from diffxai.config import validate_config
+    from diffxai.config.checks import validate_config
     from helpers import build_tiny_resnet_state_dict
     from tiny_sd import build_tiny_sd
 
@@ -370,7 +379,13 @@ def test_sd_path_on_tiny_stable_diffusion(tmp_path):
             "stages": ["components"],
             "models": {
                 "diffusion": {"source": "pretrained", "type": "stable_diffusion", "id": str(sd)},
-                "classifier": {"source": "state_dict", "arch": "resnet18", "path": str(clf), "num_classes": 10},
+                "classifier": {
+                    "source": "state_dict",
+                    "arch": "resnet18",
+                    "path": str(clf),
+                    "num_classes": 10,
+                    "preprocess": "none",
+                },
             },
             "classes": [{"name": "church", "index": 0}, {"name": "golf_ball", "index": 1, "prompt": "a golf ball"}],
             "components": {
@@ -420,3 +435,98 @@ def test_tiny_run_component_tables_and_plots(tiny_run):
         "components_samples",
     ):
         assert (tiny_run / "plots" / f"{name}.png").stat().st_size > 1000
+
+
+def test_the_stage_can_name_its_own_classifier(tmp_path, monkeypatch):
+    """``components.classifier`` judges the stage's samples instead of ``models.classifier`` (CAD's
+    ResNet-50 on Imagenette while the other stages keep theirs): the jobs get exactly that spec
+    (and read all of it), no demo classifier input, and load it."""
+    from diffxai.config.checks import validate_config
+    from diffxai.stages import components
+    from diffxai.workflow.params import rule_params
+    from helpers import build_tiny_resnet_state_dict
+
+    ddpm = build_tiny_pixel_ddpm(tmp_path / "ddpm", image_size=8, channels=1, n_classes=10)
+    clf = build_tiny_resnet_state_dict(tmp_path / "r18.safetensors", num_classes=10)
+    own = {"source": "state_dict", "arch": "resnet18", "path": str(clf), "num_classes": 10}
+    own["preprocess"] = {"resize": 16, "mean": [0.5], "std": [0.5]}
+    cfg = validate_config(
+        {
+            "experiment": "own-judge",
+            "device": "cpu",
+            "stages": ["components"],
+            "models": {"diffusion": {"source": "pretrained", "id": str(ddpm)}, "classifier": {"source": "demo"}},
+            "data": {"source": "digits", "image_size": 8, "n_images": 2},
+            "classes": [{"name": "digit_3", "index": 3}, {"name": "digit_7", "index": 7}],
+            "components": {
+                "concepts": ["digit_7"],
+                "classifier": own,
+                "evaluation": {"samples_per_class": 2, "n_steps": 2, "grid_per_class": 1},
+            },
+        }
+    )
+    settings = rule_params("components_baseline", cfg)
+    assert "classifier" not in settings.get("models", {})
+    assert settings["components"]["classifier"] == {
+        "arch": "resnet18",
+        "num_classes": 10,
+        "path": str(clf),
+        "preprocess": {"crop": None, "interpolation": "bilinear", "mean": [0.5], "resize": 16, "std": [0.5]},
+        "source": "state_dict",
+    }
+    concept = rule_params("components_concept", cfg, {"concept": "digit_7"})
+    assert concept["components"]["classifier"]["arch"] == "resnet18"
+    loaded = []
+    real = components.load_classifier
+    monkeypatch.setattr(components, "load_classifier", lambda spec, device: loaded.append(spec) or real(spec, device))
+    out = {"table": str(tmp_path / "b.parquet"), "samples": str(tmp_path / "b.safetensors")}
+    run_action(components.baseline, "components_baseline", cfg, {"ddpm": str(ddpm), "classifier": []}, out)
+    assert [(s["source"], s["path"]) for s in loaded] == [("state_dict", str(clf))]
+    assert len(pd.read_parquet(out["table"])) == 2
+    # without its own, the stage keeps models.classifier (the settings as before)
+    del cfg["components"]["classifier"]
+    cfg["components"]["classifier"] = None
+    assert rule_params("components_baseline", cfg)["models"]["classifier"] == {"source": "demo"}
+
+
+def test_its_classifier_is_checked_up_front(tmp_path):
+    """Its classes' indices against ITS classifier, its checkpoint and preprocess, one line each."""
+    from diffxai.config.checks import check_config
+    from helpers import tiny_config
+
+    cfg = tiny_config()
+    cfg["classes"] = [{"name": "digit_3", "index": 3, "label": 3}, {"name": "digit_7", "index": 7, "label": 7}]
+    cfg["components"]["eval_classes"] = [{"name": "digit_3", "index": 3}, {"name": "digit_7", "index": 497}]
+    cfg["components"]["classifier"] = {"source": "torchvision", "arch": "resnet50"}
+    assert check_config(copy.deepcopy(cfg))["components"]["classifier"]["weights"] == "IMAGENET1K_V1"
+    cfg["components"]["classifier"] = {"source": "state_dict", "path": str(tmp_path / "r.pt"), "num_classes": 10}
+    with pytest.raises(DiffxaiError, match=r"^.*r\.pt: classifier checkpoint does not exist$"):
+        check_config(copy.deepcopy(cfg))
+    (tmp_path / "r.pt").write_bytes(b"")
+    required = r"^config\.components\.classifier\.preprocess: required for source state_dict"
+    with pytest.raises(DiffxaiError, match=required):
+        check_config(copy.deepcopy(cfg))
+    cfg["components"]["classifier"]["preprocess"] = "none"
+    unknown = r"^config\.components\.eval_classes\[1\]\.index: unknown class 497: the classifier has 10 classes"
+    with pytest.raises(DiffxaiError, match=unknown):
+        check_config(copy.deepcopy(cfg))
+    cfg["components"]["classifier"]["source"] = "demo"
+    with pytest.raises(DiffxaiError, match=r"^config\.components\.classifier\.source"):
+        check_config(copy.deepcopy(cfg))
+
+
+def test_sd14_judges_cad_by_resnet50_and_the_rest_by_resnet18():
+    """config/sd14.yaml once gave models.classifier twice (the YAML loader kept the last, ResNet-18,
+    for everything); now the stage names the paper's ResNet-50 itself."""
+    from diffxai.config.checks import check_config
+    from diffxai.config.load import load_config
+    from diffxai.workflow.params import rule_params
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = check_config(load_config(repo / "config" / "sd14.yaml"), check_files=False)
+    assert rule_params("components_baseline", cfg)["components"]["classifier"] == {
+        "arch": "resnet50",
+        "source": "torchvision",
+        "weights": "IMAGENET1K_V1",
+    }
+    assert rule_params("schedules_generate", cfg, {"schedule": "uniform"})["models"]["classifier"]["arch"] == "resnet18"

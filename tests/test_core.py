@@ -189,7 +189,9 @@ def test_load_torchvision_classifier_from_state_dict(tmp_path):
     import torchvision
 
     p = build_tiny_resnet_state_dict(tmp_path / "r18.safetensors", num_classes=300)
-    clf = load_classifier({"source": "state_dict", "arch": "resnet18", "path": str(p), "num_classes": 300})
+    imagenet = {"resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    spec = {"source": "state_dict", "arch": "resnet18", "path": str(p), "num_classes": 300, "preprocess": imagenet}
+    clf = load_classifier(spec)
     ref = torchvision.models.resnet18(weights=None, num_classes=300)
     from safetensors.torch import load_file
 
@@ -197,7 +199,7 @@ def test_load_torchvision_classifier_from_state_dict(tmp_path):
     ref.eval()
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
-        # Classifier applies Resize(256) + CenterCrop(224) + ImageNet normalisation itself
+        # Classifier applies its preprocess (here Resize(256) + CenterCrop(224) + ImageNet mean/std) itself
         from torchvision.transforms.v2 import functional as TF
 
         xi = TF.center_crop(TF.resize((x + 1) / 2, [256], antialias=True), [224, 224])
@@ -205,14 +207,12 @@ def test_load_torchvision_classifier_from_state_dict(tmp_path):
         torch.testing.assert_close(clf(x), ref(xi), rtol=1e-4, atol=1e-4)
     # a .pt state dict is read with weights_only=True
     torch.save(ref.state_dict(), tmp_path / "r18.pt")
-    clf2 = load_classifier(
-        {"source": "state_dict", "arch": "resnet18", "path": str(tmp_path / "r18.pt"), "num_classes": 300}
-    )
+    clf2 = load_classifier({**spec, "path": str(tmp_path / "r18.pt")})
     with torch.no_grad():
         torch.testing.assert_close(clf2(x), clf(x))
     # wrong architecture: one-line error naming the file
     with pytest.raises(DiffxaiError, match="r18.safetensors"):
-        load_classifier({"source": "state_dict", "arch": "resnet34", "path": str(p), "num_classes": 300})
+        load_classifier({**spec, "arch": "resnet34"})
 
 
 def _tiny_conditional(tmp_path):

@@ -411,7 +411,8 @@ def test_unknown_layer_is_a_one_line_error(small_unet):
 
 def _config(**saliency):
     from conftest import TINY
-    from diffxai.config import load_config, validate_config
+    from diffxai.config.checks import validate_config
+    from diffxai.config.load import load_config
 
     cfg = load_config(TINY)
     cfg.setdefault("saliency", {}).update(saliency)
@@ -444,7 +445,8 @@ def test_bad_saliency_config(saliency, match):
 )
 def test_schema_rejects_bad_rise_settings(rise, match):
     from conftest import TINY
-    from diffxai.config import load_config, validate_config
+    from diffxai.config.checks import validate_config
+    from diffxai.config.load import load_config
 
     cfg = load_config(TINY)
     cfg["saliency"] = copy.deepcopy(cfg.get("saliency", {}))
@@ -480,7 +482,8 @@ def _run(rule: str, cfg: dict, action, inputs, outputs, **wildcards) -> None:
 def pixel_config(tmp_path_factory):
     """The tiny config on a tiny class-conditional pixel DDPM (8x8, one channel) built by the test."""
     from conftest import TINY
-    from diffxai.config import load_config, validate_config
+    from diffxai.config.checks import validate_config
+    from diffxai.config.load import load_config
     from helpers import build_tiny_pixel_ddpm
 
     ddpm = build_tiny_pixel_ddpm(tmp_path_factory.mktemp("ddpm") / "ddpm", image_size=8, channels=1, n_classes=10)
@@ -581,7 +584,7 @@ def tiny_sd(tmp_path_factory):
 
 
 def _sd_config(tiny_sd, **saliency) -> dict:
-    from diffxai.config import validate_config
+    from diffxai.config.checks import validate_config
 
     return validate_config(
         {
@@ -664,7 +667,7 @@ def test_sd_job_rejects_unknown_layer_before_sampling(tiny_sd, tmp_path, monkeyp
 
 def test_tiny_run_saliency_outputs(tiny_run):
     from conftest import TINY
-    from diffxai.config import load_config
+    from diffxai.config.load import load_config
     from diffxai.io.arrays import load_arrays
     from diffxai.io.tables import read_metadata
 

@@ -125,8 +125,8 @@ def test_bad_schedule_arguments_are_one_line_errors(args, match):
 
 
 def test_schedule_config_checks(repo):
-    from diffxai.config import load_config, validate_config
-    from diffxai.config.checks import check_schedules_config
+    from diffxai.config.checks import check_schedules_config, validate_config
+    from diffxai.config.load import load_config
 
     base = validate_config(load_config(repo / "tests/configs/tiny.yaml"), check_files=False)
     check_schedules_config(base)
@@ -368,7 +368,8 @@ def models(tmp_path_factory):
 
 
 def tiny_cfg(repo, **schedules) -> dict:
-    from diffxai.config import load_config, validate_config
+    from diffxai.config.checks import validate_config
+    from diffxai.config.load import load_config
 
     cfg = load_config(repo / "tests/configs/tiny.yaml")
     cfg["schedules"].update(schedules)
@@ -531,7 +532,8 @@ def test_commitment_needs_a_conditional_model(tmp_path, models, repo):
 
 
 def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
-    from diffxai.config import load_config, validate_config
+    from diffxai.config.checks import validate_config
+    from diffxai.config.load import load_config
     from diffxai.io.arrays import load_arrays
     from diffxai.stages import schedules
     from helpers import build_tiny_resnet_state_dict
@@ -542,7 +544,13 @@ def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
     cfg = load_config(repo / "tests/configs/tiny.yaml")
     cfg["models"] = {
         "diffusion": {"source": "pretrained", "type": "stable_diffusion", "id": str(sd_dir)},
-        "classifier": {"source": "state_dict", "arch": "resnet18", "path": str(clf), "num_classes": 300},
+        "classifier": {
+            "source": "state_dict",
+            "arch": "resnet18",
+            "path": str(clf),
+            "num_classes": 300,
+            "preprocess": {"resize": 32, "mean": [0.5], "std": [0.5]},
+        },
     }
     cfg["data"] = {"source": "folder", "root": str(tmp_path), "image_size": 16, "channels": 3, "n_images": 1}
     cfg["classes"] = [{"name": "surfer", "index": 0, "prompt": "a man on a wave"}]  # other stages' prompts
@@ -580,7 +588,8 @@ def test_sd_generation_under_a_custom_schedule(tmp_path, repo):
 @pytest.mark.e2e
 def test_tiny_run_schedule_tables(tiny_run):
     from conftest import TINY
-    from diffxai.config import load_config, validate_config
+    from diffxai.config.checks import validate_config
+    from diffxai.config.load import load_config
 
     cfg = validate_config(load_config(TINY), check_files=False)
     check_stage_outputs(cfg, tiny_run / "tables", tiny_run / "samples" / "schedules", tiny_run / "plots")

@@ -6,7 +6,7 @@ device; tests/slurm/teardown.sh stops them by PID. The run uses the repository's
 with only the cluster-specific values replaced (partition, account, CPU cap, status-check
 interval); the likelihood stage asks for one GPU per job, so its jobs go through `--gpus=1`, get
 the GRES and see CUDA_VISIBLE_DEVICES from SLURM (the jobs compute on the CPU). Its tables must
-equal the local tiny run's, provenance metadata aside.
+equal the golden tables of the local tiny run (tests/golden), provenance metadata aside.
 
 Skipped only when the SLURM packages cannot be installed (no root or no apt); set
 DIFFXAI_SLURM_STATE to reuse a cluster that setup.sh already started there.
@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY
+from helpers import GOLDEN, golden_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +78,7 @@ def test_profile_declares_the_cluster_settings():
                 assert value.startswith(f"{helper}("), f"{rules.name}: {key}={value}; use {key}={helper}(<stage>)"
 
 
-def test_tiny_run_on_slurm_equals_the_local_run(slurm_env, tiny_run, tmp_path):
+def test_tiny_run_on_slurm_equals_the_local_run(slurm_env, tmp_path):
     # The repository's profile, with this cluster's partition and account and faster polling.
     profile = yaml.safe_load(PROFILE.read_text())
     profile["default-resources"].update(slurm_partition=PARTITION, slurm_account=ACCOUNT)
@@ -147,10 +148,13 @@ def test_tiny_run_on_slurm_equals_the_local_run(slurm_env, tiny_run, tmp_path):
         log = (work / "results" / "tiny" / "logs" / "likelihood_compute" / f"{c}.log").read_text()
         assert "CUDA_VISIBLE_DEVICES=0 as given by the scheduler" in log, log
 
-    # Same tables as the local run (the Parquet data; provenance metadata such as the config hash differ).
+    # Same values as the local run: each class's likelihood table holds exactly the golden table's
+    # rows of that class (the golden tables are the local --cores 2 run of the whole tiny DAG).
     res = work / "results" / "tiny"
-    slurm_tables = sorted(res.rglob("*.parquet"))
-    assert f"likelihood/{one}.parquet" in {p.relative_to(res).as_posix() for p in slurm_tables}
-    for remote in slurm_tables:
-        local = tiny_run / remote.relative_to(res)
-        pd.testing.assert_frame_equal(pd.read_parquet(remote), pd.read_parquet(local), obj=remote.name)
+    for c in classes:
+        got = pd.read_parquet(res / "likelihood" / f"{c}.parquet")
+        pd.testing.assert_frame_equal(got, golden_rows("likelihood", class_name=c), check_exact=True, obj=c)
+    if stages == "all":
+        for table in sorted(GOLDEN.glob("*.parquet")):
+            want = pd.read_parquet(table)
+            pd.testing.assert_frame_equal(pd.read_parquet(res / "tables" / table.name), want, obj=table.name)

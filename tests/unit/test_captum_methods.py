@@ -110,7 +110,7 @@ def test_same_one_line_error_as_build_method(entry):
 
 
 def test_same_result_for_good_entries(repo):
-    from diffxai.config import load_config
+    from diffxai.config.load import load_config
 
     methods = dict(POSTER_METHODS)
     methods.update(load_config(repo / "config" / "config.yaml")["attribution"]["methods"])
@@ -132,7 +132,7 @@ def test_checking_the_config_imports_neither_torch_nor_captum(repo):
         f"""
         import json, sys
         import diffxai.config.checks as checks
-        from diffxai.config import load_config
+        from diffxai.config.load import load_config
         checks.check_config(load_config({str(repo / "config" / "config.yaml")!r}))
         print(json.dumps(sorted(m for m in ("torch", "captum") if m in sys.modules)))
         """

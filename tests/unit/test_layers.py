@@ -103,7 +103,7 @@ def test_planning_layers_import_without_torch():
         "import sys\n"
         "import diffxai.config, diffxai.config.experiment, diffxai.workflow.params, diffxai.core.codehash\n"
         "from diffxai.workflow.params import rule_params\n"
-        "from diffxai.config import load_config, check_config\n"
+        "from diffxai.config.checks import check_config\nfrom diffxai.config.load import load_config\n"
         f"cfg = check_config(load_config({str(Path(__file__).parents[2] / 'config' / 'config.yaml')!r}))\n"
         "rule_params('likelihood_compute', cfg, {'cls': cfg['classes'][0]['name']})\n"
         "bad = sorted(m for m in ('torch', 'captum', 'diffusers', 'transformers') if m in sys.modules)\n"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffxai.config import check_config, load_config
+from diffxai.config.checks import check_config
+from diffxai.config.load import load_config
 from diffxai.core import codehash
 from diffxai.core.codehash import closure, code_hash, module_digest
 from diffxai.workflow.params import BUILDERS, Tracked, canonical, leaf_paths, rule_params, rule_threads, unread
@@ -86,6 +87,16 @@ def _digest_of(source: str, tmp_path: Path) -> str:
     mod.write_text(source)
     tree = codehash._StripDocstrings().visit(ast.parse(mod.read_text()))
     return ast.dump(tree, annotate_fields=False)
+
+
+def test_no_job_imports_the_settings_builders():
+    """A builder decides a rule's params (rerun through them); in a job's code hash it would rerun
+    every job of a finished run whenever any builder changes."""
+    for script in SCRIPTS:
+        mods = closure(script)
+        assert not [m for m in mods if m.startswith("diffxai.workflow.settings") or m == "diffxai.workflow.params"], (
+            script.name
+        )
 
 
 def test_hash_ignores_comments_docstrings_and_layout(tmp_path):

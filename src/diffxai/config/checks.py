@@ -1,5 +1,6 @@
 """Every check of a config, before any job: the schema, then what it cannot express (class
-indices against the classifier, steps against the model's T, schedules, concepts, files).
+indices against the classifier, steps against the model's T, schedules, concepts, files, what
+the diffusion model can do).
 
 One function, :func:`check_config`, serves the Snakefile and ``diffxai check``. Each failure is
 a :class:`DiffxaiError` whose one line names the field or file. No torch: planning a run never
@@ -13,6 +14,7 @@ from diffxai.config.captum_methods import check_methods
 from diffxai.config.experiment import (
     DEMO_N_CLASSES,
     commitment_pairs,
+    diffusion_conditional,
     diffusion_label,
     eval_classes,
     is_sd,
@@ -27,12 +29,69 @@ from diffxai.core.errors import DiffxaiError
 from diffxai.core.files import class_folder
 from diffxai.core.timesteps import check_schedule_args
 
+#: every stage, in the order `rule all` lists them
+ALL_STAGES = ("models", "trajectories", "likelihood", "attribution", "saliency", "schedules", "components")
+#: the stages that need a diffusion model that takes a condition (a class label or a prompt)
+CONDITIONAL_STAGES = ("components",)
+
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, check_files: bool = True) -> dict:
-    """The schema (defaults filled in place) and the cross-field checks; returns ``config``."""
+    """The schema (defaults filled in place), the cross-field checks and what the diffusion model
+    can do (:func:`resolve_capabilities`); returns ``config``."""
     apply_schema(config, schema_path)
     _check_semantics(config, check_files)
+    resolve_capabilities(config)
     return config
+
+
+def resolve_capabilities(config: dict) -> dict:
+    """Decide, before any job, what needs a class-conditional model, from what the model can do
+    (:func:`~diffxai.config.experiment.diffusion_conditional`, written back to
+    ``models.diffusion.conditional``): the defaults turn on only what the model supports
+    (``stages: null`` = every stage it can serve; ``schedules.commitment.enabled: null`` = on for
+    a class-conditional pixel model), and an explicit request it cannot serve is a one-line
+    :class:`DiffxaiError` naming the key. Idempotent: a second call sees the resolved values."""
+    dm = config["models"]["diffusion"]
+    conditional = diffusion_conditional(config)
+    dm["conditional"] = conditional
+    model = "Stable Diffusion" if is_sd(config) else ("the demo DDPM" if dm["source"] == "demo" else str(dm["id"]))
+    unconditional = f"{model} is unconditional (models.diffusion.conditional: false)"
+    if config["stages"] is None:
+        config["stages"] = [s for s in ALL_STAGES if conditional or s not in CONDITIONAL_STAGES]
+        if not conditional and config["components"]["concepts"]:
+            raise DiffxaiError(
+                "config.components.concepts",
+                f"component attribution needs a class-conditional model, and {unconditional}: remove the concepts",
+            )
+    elif not conditional:
+        for i, stage in enumerate(config["stages"]):
+            if stage in CONDITIONAL_STAGES:
+                raise DiffxaiError(
+                    f"config.stages[{i}]", f"{stage} needs a class-conditional model, and {unconditional}"
+                )
+    commit = config["schedules"]["commitment"]
+    labels = conditional and not is_sd(config)  # a class label to switch
+    if commit["enabled"] is None:
+        commit["enabled"] = labels
+        if not labels and commit["pairs"] and "schedules" in config["stages"]:
+            raise DiffxaiError(
+                "config.schedules.commitment.pairs",
+                f"the commitment experiment switches class labels, and {_no_labels(config, unconditional)}",
+            )
+    elif commit["enabled"] and not labels and "schedules" in config["stages"]:
+        raise DiffxaiError(
+            "config.schedules.commitment.enabled",
+            f"true, but the experiment switches class labels, and {_no_labels(config, unconditional)}",
+        )
+    tr = config["trajectories"]
+    explained = {"trajectories", "likelihood", "attribution"} & set(config["stages"])
+    if not conditional and tr["x0_condition"] == "class" and "x0_pred" in tr["views"] and explained:
+        raise DiffxaiError("config.trajectories.x0_condition", f"class, but {unconditional}")
+    return config
+
+
+def _no_labels(config: dict, unconditional: str) -> str:
+    return "Stable Diffusion takes prompts, not labels" if is_sd(config) else unconditional
 
 
 def check_config(config: dict, check_files: bool = True) -> dict:
@@ -93,11 +152,10 @@ def _check_semantics(config: dict, check_files: bool) -> None:
         raise DiffxaiError(
             "config.models.classifier.source", "the demo classifier trains on digits: set data.source: digits"
         )
-    if clf["source"] == "state_dict":
-        if not clf["path"]:
-            raise DiffxaiError("config.models.classifier.path", "required when source is state_dict")
-        if check_files and not Path(clf["path"]).is_file():
-            raise DiffxaiError(clf["path"], "classifier checkpoint does not exist")
+    check_classifier(clf, "config.models.classifier", check_files)
+    own = config["components"]["classifier"]
+    if own is not None and "components" in (config["stages"] or ALL_STAGES):
+        check_classifier(own, "config.components.classifier", check_files)
     if data["source"] == "folder":
         if not data["root"] and not all(c.get("folder") for c in config["classes"]):
             raise DiffxaiError("config.data.root", "required when data.source is folder")
@@ -107,6 +165,34 @@ def _check_semantics(config: dict, check_files: bool) -> None:
                     check_image(f)
     if data["source"] == "digits" and data["channels"] != 1:
         raise DiffxaiError("config.data.channels", "digits have 1 channel")
+
+
+def check_classifier(clf: dict, where: str, check_files: bool = True) -> None:
+    """A classifier spec (``models.classifier`` or a stage's own): its checkpoint and its
+    ``preprocess`` (required for a state dict, none for the demo; ``mean`` and ``std`` alike)."""
+    pre = clf.get("preprocess")
+    if clf["source"] == "state_dict":
+        if not clf["path"]:
+            raise DiffxaiError(f"{where}.path", "required when source is state_dict")
+        if check_files and not Path(clf["path"]).is_file():
+            raise DiffxaiError(clf["path"], "classifier checkpoint does not exist")
+        if pre is None:
+            raise DiffxaiError(
+                f"{where}.preprocess",
+                "required for source state_dict: the resize, crop, mean and std your weights were trained with "
+                "(e.g. {resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}), "
+                "or none (see docs/classifiers.md)",
+            )
+    if clf["source"] == "demo" and pre not in (None, "none"):
+        raise DiffxaiError(f"{where}.preprocess", "the demo classifier is trained on [-1, 1] images: none (or unset)")
+    if clf["source"] == "torchvision" and pre is None and clf.get("weights") is None:
+        raise DiffxaiError(f"{where}.preprocess", "required when weights is null (no weights' transforms to use)")
+    if isinstance(pre, dict):
+        mean, std = pre["mean"], pre["std"]
+        if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
+            raise DiffxaiError(f"{where}.preprocess.std", f"give as many values as mean ({mean} vs {std})")
+        if mean is not None and len(mean) == 2:
+            raise DiffxaiError(f"{where}.preprocess.mean", f"{mean}: give 1 value (all channels) or 3 (RGB)")
 
 
 def check_attribution_config(config: dict) -> None:
@@ -127,6 +213,11 @@ def check_components_config(config: dict) -> dict:
             raise DiffxaiError(
                 f"config.components.concepts[{i}]", f"unknown concept {concept!r} (known classes: {names})"
             )
+    n = n_classifier_classes(config, "components")
+    where = "config.components.eval_classes" if cc.get("eval_classes") else "config.classes"
+    for i, c in enumerate(eval_classes(config)):
+        if c["index"] >= n:
+            raise DiffxaiError(f"{where}[{i}].index", f"unknown class {c['index']}: the classifier has {n} classes")
     if not cc["sweep"]:
         raise DiffxaiError(
             "config.components.sweep", "list at least one edit ({rule: per_row, rho: ...} or {rule: global, k: ...})"

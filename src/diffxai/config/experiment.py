@@ -1,5 +1,6 @@
 """The typed view of an experiment: what a config's entries mean (class specs, labels, prompts,
-the model kind, the classes of each stage, T). Plain dicts in, plain values out; no torch."""
+the model kind and whether it is class-conditional, the classes and classifier of each stage, T).
+Plain dicts in, plain values out; no torch."""
 
 from __future__ import annotations
 
@@ -28,8 +29,15 @@ def num_timesteps(config: dict) -> int:
     return int(dm["num_train_timesteps"])
 
 
-def n_classifier_classes(config: dict) -> int:
-    clf = config["models"]["classifier"]
+def stage_classifier(config: Mapping, stage: str | None = None) -> Mapping:
+    """The classifier spec a stage uses: its own ``<stage>.classifier`` when it names one (e.g.
+    ``components.classifier``), else ``models.classifier``."""
+    own = (config.get(stage) or {}).get("classifier") if stage else None
+    return own or config["models"]["classifier"]
+
+
+def n_classifier_classes(config: dict, stage: str | None = None) -> int:
+    clf = stage_classifier(config, stage)
     if clf["source"] == "demo":
         return DEMO_N_CLASSES
     return int(clf.get("num_classes", 1000))
@@ -57,8 +65,10 @@ def diffusion_location(config: dict, demo_dir: str | None) -> str:
     return config["models"]["diffusion"]["id"]
 
 
-def classifier_spec(config: dict, demo_path: str | None) -> dict:
-    spec = dict(config["models"]["classifier"])
+def classifier_spec(config: dict, demo_path: str | None, stage: str | None = None) -> dict:
+    """What :func:`diffxai.models.classifiers.load_classifier` takes: the stage's classifier
+    (:func:`stage_classifier`), the demo's with the DAG-trained checkpoint's path."""
+    spec = dict(stage_classifier(config, stage))
     if spec["source"] == "demo":
         spec["path"] = demo_path
     return spec
@@ -81,6 +91,99 @@ def select_steps(steps, n_steps: int, where: str = "config.attribution.steps") -
 
 def is_sd(config: Mapping) -> bool:
     return config["models"]["diffusion"].get("type", "pixel") == "stable_diffusion"
+
+
+CONDITIONAL_KEY = "config.models.diffusion.conditional"
+
+
+def _unet_config_conditional(path: Path) -> bool:
+    """Whether a diffusers U-Net ``config.json`` takes integer class labels (``num_class_embeds``,
+    as :func:`diffxai.models.pixel.load_diffusion` reads it)."""
+    import json
+
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise DiffxaiError(str(path), "cannot read the U-Net config (not JSON)") from None
+    if not isinstance(cfg, dict):
+        raise DiffxaiError(str(path), "cannot read the U-Net config (not a JSON object)")
+    if cfg.get("class_embed_type") and not cfg.get("num_class_embeds"):
+        raise DiffxaiError(
+            str(path),
+            f"class_embed_type {cfg['class_embed_type']!r} (continuous class embeddings) is not supported: "
+            "diffxai conditions pixel models on integer labels (num_class_embeds)",
+        )
+    return bool(cfg.get("num_class_embeds"))
+
+
+def _cached_hub_file(repo_id: str, filename: str) -> Path | None:
+    """``filename`` of hub model ``repo_id`` in the local Hugging Face cache (no network); None
+    when it is not there."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover (a dependency of diffusers)
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, filename)
+    except Exception:  # an invalid repo id, an unreadable cache: treated as not cached
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+def read_conditional(location: str) -> tuple[bool | None, str]:
+    """Whether the pixel pipeline at ``location`` (a local diffusers directory or a hub id) takes a
+    class label, read from its files without torch: ``(answer, where it was read)``, or ``(None,
+    why not)`` when nothing can be read. The demo's ``diffxai.json`` (its null label) comes first,
+    then ``unet/config.json`` or a root ``config.json`` (``num_class_embeds``); a hub id's configs
+    are read from the local Hugging Face cache only."""
+    import json
+
+    path = Path(location)
+    if path.is_dir():
+        meta = path / "diffxai.json"
+        if meta.is_file():
+            try:
+                return json.loads(meta.read_text()).get("null_label") is not None, str(meta)
+            except (OSError, ValueError, AttributeError):
+                raise DiffxaiError(str(meta), "cannot read the model's metadata (not a JSON object)") from None
+        for cfg in (path / "unet" / "config.json", path / "config.json"):
+            if cfg.is_file():
+                return _unet_config_conditional(cfg), str(cfg)
+        return None, f"{location} has no unet/config.json"
+    if path.exists() or location.startswith((".", "/", "~")) or location.count("/") != 1:
+        return None, f"{location} is not a diffusers pipeline directory"
+    for name in ("unet/config.json", "config.json"):
+        cached = _cached_hub_file(location, name)
+        if cached is not None:
+            return _unet_config_conditional(cached), f"{location}/{name} in the Hugging Face cache"
+    return None, f"{location} is not in the local Hugging Face cache"
+
+
+def diffusion_conditional(config: Mapping) -> bool:
+    """Whether the experiment's diffusion model takes a condition (a class label or a prompt), known
+    before any job: the demo (class labels) and Stable Diffusion (prompts) always do; a pixel
+    pipeline says so in its files (:func:`read_conditional`), or ``models.diffusion.conditional``
+    states it. Unreadable with ``auto``, or a stated value its files contradict, is a one-line
+    :class:`DiffxaiError` naming the key."""
+    dm = config["models"]["diffusion"]
+    stated = dm.get("conditional", "auto")
+    if dm["source"] == "demo" or is_sd(config):
+        if stated is False:
+            what = "the demo DDPM is class-conditional" if dm["source"] == "demo" else "Stable Diffusion takes prompts"
+            raise DiffxaiError(CONDITIONAL_KEY, f"false, but {what}")
+        return True
+    found, where = read_conditional(str(dm.get("id") or ""))
+    if stated == "auto":
+        if found is None:
+            raise DiffxaiError(
+                CONDITIONAL_KEY,
+                f"auto cannot tell whether {dm['id']} takes a class label ({where}): set it to true or false",
+            )
+        return found
+    if found is not None and found != stated:
+        has = "takes class labels" if found else "has no class embedding"
+        raise DiffxaiError(CONDITIONAL_KEY, f"{str(stated).lower()}, but {where} says the model {has}")
+    return bool(stated)
 
 
 def saliency_classes(config: Mapping) -> list[str]:

@@ -1,6 +1,8 @@
 """Reading a config file and applying the JSON schema (package data ``schema.yaml``): defaults
 filled in place, one-line errors naming the field, e.g.
-``config.noise.n_levels: 'x' is not of type 'integer'``. No torch."""
+``config.noise.n_levels: 'x' is not of type 'integer'``. A key given twice in one mapping is
+refused (``my.yaml:31: duplicate key models.classifier (first at line 26)``): PyYAML, and so
+Snakemake's own loader, silently keep the last one. No torch."""
 
 from __future__ import annotations
 
@@ -45,19 +47,90 @@ def _validator(schema: dict):
     return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that gives the same key twice (``path``: the dotted key, ``first``: its first line)."""
+
+    def __init__(self, path: str, mark, first: int):
+        super().__init__(f"duplicate key {path} (first at line {first})")
+        self.path, self.problem_mark, self.first = path, mark, first
+        self.problem = str(self)
+
+
+def _dotted(keys: list) -> str:
+    out = ""
+    for k in keys:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out
+
+
+def _keys_to(root: yaml.Node, target: yaml.Node) -> list | None:
+    """The keys (and list indices) leading from ``root`` to the node ``target``; None if absent."""
+    stack: list[tuple[yaml.Node, list]] = [(root, [])]
+    seen: set[int] = set()
+    while stack:
+        node, keys = stack.pop()
+        if node is target:
+            return keys
+        if id(node) in seen:  # an alias: already walked
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack += [(v, [*keys, getattr(k, "value", "?")]) for k, v in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(v, [*keys, i]) for i, v in enumerate(node.value)]
+    return None
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping, at any depth (merge keys
+    ``<<`` may still be overridden, as YAML intends)."""
+
+    _root: yaml.Node | None = None
+
+    def construct_document(self, node):
+        self._root = node
+        return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = first.get(key)
+                except TypeError:  # an unhashable key: construction refuses it below
+                    continue
+                if line is not None:
+                    keys = _keys_to(self._root, node) if self._root is not None else None
+                    dotted = _dotted([*(keys or []), key]) if keys is not None else str(key)
+                    raise DuplicateKeyError(dotted, key_node.start_mark, line)
+                first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(stream):
+    """``yaml.safe_load`` that refuses duplicate keys (:class:`StrictLoader`)."""
+    return yaml.load(stream, Loader=StrictLoader)  # noqa: S506  (a SafeLoader subclass)
+
+
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     with open(path) as f:
-        return yaml.safe_load(f)
+        return load_yaml(f)
 
 
 def load_config(path: str | Path) -> dict:
-    """Read a YAML config; malformed YAML is a one-line error naming the file and line."""
+    """Read a YAML config; malformed YAML, or a key given twice in one mapping, is a one-line error
+    naming the file and line (and the dotted key)."""
     path = Path(path)
     if not path.is_file():
         raise DiffxaiError(str(path), "config file does not exist")
     try:
         with open(path) as f:
-            cfg = yaml.safe_load(f)
+            cfg = load_yaml(f)
+    except DuplicateKeyError as exc:
+        raise DiffxaiError(f"{path}:{exc.problem_mark.line + 1}", str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import torch
 
 import diffxai
-from diffxai.core.codehash import package_hash
+from diffxai.core.codehash import source_hash
 from diffxai.io.atomic import _atomic_target
 from diffxai.io.specs import TableSpec, check_table, get_spec
 
@@ -61,7 +61,7 @@ def provenance(config: dict, device: str | torch.device = "cpu") -> dict[str, st
     return {
         "diffxai.config_hash": config_hash(plain),
         "diffxai.version": diffxai.__version__,
-        "diffxai.source_hash": package_hash(),
+        "diffxai.source_hash": source_hash(),
         "diffxai.torch": torch.__version__,
         "diffxai.diffusers": _version("diffusers"),
         "diffxai.captum": _version("captum"),

@@ -404,7 +404,7 @@ class MapAttributor:
             alpha.append(torch.as_tensor(a))
         idx = torch.stack(idx).to(x.device)  # (B, n)
         alpha = torch.stack(alpha).to(device=x.device, dtype=x.dtype).view(b * n, *([1] * len(shape)))
-        xn = x.repeat_interleave(n, dim=0) + torch.stack(noise).view(b * n, *shape)
+        xn = x.repeat_interleave(n, dim=0) + torch.stack(noise).view(b * n, *shape).to(x.dtype)
         base = mult[idx].view(b * n, *([1] * len(shape))) * x.repeat_interleave(n, dim=0)
         scaled = (alpha * xn + (1.0 - alpha) * base).requires_grad_()
         grads = Saliency(forward).attribute(scaled, target=target.repeat_interleave(n), abs=False)

@@ -11,7 +11,9 @@ Rules:
 
 The plots are :func:`diffxai.plots.components.plot`. Settings: ``components`` (see
 ``config/schema.yaml``), ``classes`` = the evaluated classes (``components.eval_classes`` or
-``classes``), ``cls`` = the concept's entry among them. A class entry becomes a condition through
+``classes``), ``cls`` = the concept's entry among them; the classifier that judges the samples is
+``components.classifier`` when the config names one, else ``models.classifier``
+(:func:`~diffxai.config.experiment.stage_classifier`). A class entry becomes a condition through
 ``condition_key`` (its label for a pixel model, its prompt for Stable Diffusion); CAD needs a
 class-conditional model (a null condition ``c_b``), which the loaded backend says.
 """
@@ -113,7 +115,7 @@ def baseline(params: dict, inputs, outputs) -> None:
     (``samples_per_class`` fixed-seed samples per class, classified)."""
     device = resolve_device(params["device"])
     backend = _backend(params, inputs, device)
-    clf = load_classifier(classifier_spec(params, inputs.get("classifier") or None), device)
+    clf = load_classifier(classifier_spec(params, inputs.get("classifier") or None, "components"), device)
     classes = _classes(params, backend)
     started = time.time()
     table, images = _evaluate(params, backend, clf, classes)
@@ -177,7 +179,7 @@ def concept(params: dict, inputs, outputs) -> None:
     seed, obj = params["seed"], cc["objective"]
     backend = _backend(params, inputs, device)
     weights = cad.select_parameters(backend.unet, list(cc["parameters"] or cad.DEFAULT_PATTERNS[kind]))
-    clf = load_classifier(classifier_spec(params, inputs.get("classifier") or None), device)
+    clf = load_classifier(classifier_spec(params, inputs.get("classifier") or None, "components"), device)
     classes = _classes(params, backend)
     names = classes[1]
     target = names.index(name)

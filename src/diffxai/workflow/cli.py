@@ -4,12 +4,18 @@
 
     diffxai check config/imagenet_cats.yaml      # syntax, schema, every field, every input file
     diffxai run --cores all --configfile my.yaml  # = snakemake ..., after checking each --configfile
+    diffxai build-checkpoints ckpt --only sd14 --dtype float16   # real-size random-weight checkpoints
 
 ``snakemake --configfile my.yaml`` works too, but Snakemake parses that file before the workflow's
 code runs, so a YAML syntax error there comes back as Snakemake's own message without the file
 name. ``diffxai check`` / ``diffxai run`` report it as one line naming the file and line. Several
 files merge in order, as Snakemake merges them; without a file the demo ``config/config.yaml`` is
 checked (run from the repository root, like Snakemake).
+
+``diffxai build-checkpoints OUTDIR [--only sd14,ddpm-cat-256,resnet18,resnet50] [--dtype float16]
+[--tiny] [--images]`` writes the real architectures with random weights, saved like the real
+checkpoints (no network; :mod:`diffxai.models.realsize`, run as ``python -m
+diffxai.models.realsize`` in a child process so that this module never imports torch).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,10 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("configs", nargs="*", help=f"config files, merged in order (default {DEFAULT_CONFIG})")
     check.add_argument("--no-files", action="store_true", help="do not look for image folders and checkpoints")
     sub.add_parser("run", help="check every --configfile, then run snakemake with the same arguments", add_help=False)
+    sub.add_parser(
+        "build-checkpoints",
+        help="write SD 1.4, ddpm-cat-256, ResNet-18/50 at real size with random weights (no network)",
+        add_help=False,
+    )
     argv = sys.argv[1:] if argv is None else list(argv)
-    # everything after "run" belongs to snakemake (argparse would try to read its options)
-    args = parser.parse_args(argv[:1] if argv[:1] == ["run"] else argv)
+    # everything after "run" belongs to snakemake, after "build-checkpoints" to diffxai.models.realsize
+    args = parser.parse_args(argv[:1] if argv[:1] in (["run"], ["build-checkpoints"]) else argv)
     snakemake_args = argv[1:]
+    if args.command == "build-checkpoints":  # torch lives below the workflow layer: a child process
+        return subprocess.call([sys.executable, "-m", "diffxai.models.realsize", *argv[1:]])
     try:
         if args.command == "check":
             print(cmd_check(args.configs, check_files=not args.no_files))

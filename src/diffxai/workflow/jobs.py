@@ -8,14 +8,14 @@ A script is two lines::
     run_job(snakemake, trajectories.build)
 
 :func:`run_job` calls ``action(params, inputs, outputs)`` with the rule's ``params.settings``
-(exactly the settings the driver reads, built by :mod:`diffxai.workflow.params`; never the whole
+(exactly the settings the driver reads, built by :mod:`diffxai.workflow.params` and never imported here; never the whole
 config), after sending ``logging`` to ``snakemake.log[0]``, setting torch's threads to the
 settings' ``threads`` (the rule's ``threads:`` are the same number), and reserving the job's GPUs
 (``resources.gpu``; :mod:`diffxai.workflow.gpu_slots`) before anything touches CUDA. A
 :class:`DiffxaiError` becomes one line on stderr and exit status 1 (Snakemake then removes the
 job's partial outputs; every output is written atomically by :mod:`diffxai.io`).
 
-With ``DIFFXAI_TRACK_PARAMS=1`` the settings are a :class:`~diffxai.workflow.params.Tracked`
+With ``DIFFXAI_TRACK_PARAMS=1`` the settings are a :class:`~diffxai.workflow.tracking.Tracked`
 dict and the paths the driver read are written next to the log (``<log>.params.json``).
 """
 
@@ -32,7 +32,8 @@ from pathlib import Path
 from diffxai.core.device import set_threads
 from diffxai.core.errors import DiffxaiError
 from diffxai.workflow.gpu_slots import gpu_slots
-from diffxai.workflow.params import Execution, Tracked, merge
+from diffxai.workflow.registry import merge
+from diffxai.workflow.tracking import Execution, Tracked
 
 TRACK_ENV = "DIFFXAI_TRACK_PARAMS"
 

@@ -3,4 +3,4 @@
 Importing this package registers every builder.
 """
 
-from diffxai.workflow.settings import attribution, components, foundation, saliency, schedules  # noqa: F401
+from diffxai.workflow.settings import attribution, components, foundation, report, saliency, schedules  # noqa: F401

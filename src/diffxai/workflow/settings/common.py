@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from diffxai.config.experiment import class_spec
+from diffxai.config.experiment import class_spec, stage_classifier
 from diffxai.workflow.registry import merge, pick
 
 
@@ -27,7 +27,8 @@ def one_class(config: Mapping, name: str, classes: list | None = None, what: str
     return {"cls": dict(class_spec(config, name, classes, what=what))}
 
 
-#: what :func:`diffxai.models.classifiers.load_classifier` reads, per source
+#: what :func:`diffxai.models.classifiers.load_classifier` reads, per source (and ``preprocess``
+#: when it is set: unset, a torchvision model's is its weights' own, given by arch and weights)
 CLASSIFIER_KEYS = {
     "demo": ("source",),
     "torchvision": ("source", "arch", "weights"),
@@ -35,10 +36,16 @@ CLASSIFIER_KEYS = {
 }
 
 
-def classifier(config: Mapping) -> dict:
-    """``models.classifier`` as a job that loads the classifier reads it (never its training)."""
-    c = config["models"]["classifier"]
-    return {"models": {"classifier": {k: c[k] for k in CLASSIFIER_KEYS[c["source"]]}}}
+def classifier(config: Mapping, stage: str | None = None) -> dict:
+    """The classifier as a job that loads it reads it (never its training): ``models.classifier``,
+    or the stage's own ``<stage>.classifier`` when it names one (``stage_classifier``)."""
+    c = stage_classifier(config, stage)
+    keys = CLASSIFIER_KEYS[c["source"]]
+    if c["source"] != "demo" and c.get("preprocess") is not None:
+        keys += ("preprocess",)
+    spec = {k: c[k] for k in keys}
+    own = stage is not None and c is not config["models"]["classifier"]
+    return {str(stage): {"classifier": spec}} if own else {"models": {"classifier": spec}}
 
 
 def diffusion(config: Mapping, *extra: str) -> dict:

@@ -38,12 +38,14 @@ def _classes(config: Mapping) -> list[dict]:
 
 
 def _model(config: Mapping) -> dict:
-    """What loading the diffusion model and sampling read: the model, ``data.channels`` (checked
-    against a pixel U-Net) and, for Stable Diffusion, ``components.sd_scheduler``."""
+    """What loading the models and sampling read: the classifier that judges the samples
+    (``components.classifier``, or ``models.classifier`` when that is unset), the diffusion model,
+    ``data.channels`` (checked against a pixel U-Net) and, for Stable Diffusion,
+    ``components.sd_scheduler``."""
     sd = is_sd(config)
     return merge(
         job(config),
-        classifier(config),
+        classifier(config, "components"),
         diffusion(config, "type"),
         pick(config, "components.sd_scheduler") if sd else pick(config, "data.channels"),
         pick(config, *(f"components.evaluation.{k}" for k in EVALUATION)),
