@@ -23,6 +23,19 @@ def golden_rows(table: str, **where):
     return want.reset_index(drop=True)
 
 
+def one_line_error(fn, *args) -> str:
+    """The message of the DiffxaiError ``fn(*args)`` raises, asserted to be one line."""
+    import pytest
+
+    from diffxai.core.errors import DiffxaiError
+
+    with pytest.raises(DiffxaiError) as err:
+        fn(*args)
+    text = str(err.value)
+    assert "\n" not in text
+    return text
+
+
 def tiny_config(**overrides) -> dict:
     """tests/configs/tiny.yaml as a dict, top-level keys replaced by ``overrides``."""
     cfg = yaml.safe_load(TINY.read_text())

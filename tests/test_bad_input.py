@@ -26,6 +26,7 @@ from diffxai.core.errors import DiffxaiError
 from helpers import (
     build_tiny_pixel_ddpm,
     build_tiny_resnet_state_dict,
+    one_line_error,
     tiny_config,
     write_config,
     write_image_folder,
@@ -104,11 +105,7 @@ CONFIG_CASES = {
 
 def one_line_config_error(cfg: dict) -> str:
     """The message of the DiffxaiError the config checks raise (asserted to be one line)."""
-    with pytest.raises(DiffxaiError) as err:
-        check_config(cfg)
-    text = str(err.value)
-    assert "\n" not in text
-    return text
+    return one_line_error(check_config, cfg)
 
 
 @pytest.mark.parametrize("case", list(CONFIG_CASES))

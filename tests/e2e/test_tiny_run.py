@@ -4,7 +4,6 @@ golden tables of the pre-refactor code, and every rule reads every setting it is
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +11,7 @@ import pytest
 
 from diffxai.io.specs import check_table, spec_for_path
 from diffxai.workflow.params import unread
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "tiny" / "tables"
+from helpers import GOLDEN
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in GOLDEN.glob("*.parquet")))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from diffxai.config.load import load_config
-from diffxai.core.errors import DiffxaiError
+from helpers import one_line_error
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,11 +30,7 @@ classes:
 
 
 def _error(path: Path) -> str:
-    with pytest.raises(DiffxaiError) as err:
-        load_config(path)
-    text = str(err.value)
-    assert "\n" not in text
-    return text
+    return one_line_error(load_config, path)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -25,13 +26,20 @@ def save_arrays(path: str | Path, arrays: dict[str, torch.Tensor], meta: dict | 
         tmp.unlink(missing_ok=True)
 
 
-def load_arrays(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Inverse of :func:`save_arrays`: ``(tensors, metadata)``."""
+def load_arrays(
+    path: str | Path, head: Mapping[str, tuple[int, ...]] | None = None
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Inverse of :func:`save_arrays`: ``(tensors, metadata)``.
+
+    ``head`` maps a tensor name to the lengths of its leading dimensions to read (e.g.
+    ``{"x_t": (4, 1)}``: the first 4 images and the first draw), so a large file is read only as
+    far as it is needed."""
     from safetensors import safe_open
 
+    head = dict(head or {})
     out = {}
     with safe_open(str(path), "pt") as f:
         meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
         for k in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
-            out[k] = f.get_tensor(k)
+            out[k] = f.get_slice(k)[tuple(slice(0, n) for n in head[k])] if k in head else f.get_tensor(k)
     return out, meta

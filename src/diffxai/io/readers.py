@@ -9,7 +9,6 @@ tool damaged, or a table from an older version, says what is wrong and where.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd
 import torch
 
 from diffxai.core.errors import DiffxaiError, short_error
+from diffxai.io.arrays import load_arrays
 
 
 def read_table(path: str | Path, columns: Iterable[str] = ()) -> pd.DataFrame:
@@ -41,31 +41,16 @@ def read_arrays(
     """``(tensors, metadata)`` of a safetensors file written by :func:`diffxai.io.arrays.save_arrays`
     (metadata JSON-decoded); it must hold every tensor of ``keys``.
 
-    ``head`` maps a tensor name to the lengths of its leading dimensions to read (e.g.
-    ``{"x_t": (4, 1)}``: the first 4 images and the first draw), so a large trajectory file is read
-    only as far as it is shown.
+    ``head``: the leading lengths to read per tensor (:func:`~diffxai.io.arrays.load_arrays`).
 
     Raises:
         DiffxaiError: ``<path>: cannot read arrays (...)`` or ``<path>: no tensor 'maps' (...)``.
     """
-    from safetensors import safe_open
-
-    head = dict(head or {})
     try:
-        with safe_open(str(path), "pt") as f:
-            meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-            names = list(f.keys())
-            missing = [k for k in keys if k not in names]
-            if missing:
-                raise DiffxaiError(str(path), f"no tensor {missing[0]!r} (it has {sorted(names)})")
-            out = {}
-            for k in names:
-                if k in head:
-                    out[k] = f.get_slice(k)[tuple(slice(0, n) for n in head[k])]
-                else:
-                    out[k] = f.get_tensor(k)
-    except DiffxaiError:
-        raise
+        out, meta = load_arrays(path, head)
     except Exception as exc:  # safetensors, OS and JSON errors alike
         raise DiffxaiError(str(path), f"cannot read arrays ({short_error(exc)})") from None
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise DiffxaiError(str(path), f"no tensor {missing[0]!r} (it has {sorted(out)})")
     return out, meta
